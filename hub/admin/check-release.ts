@@ -1,0 +1,146 @@
+// What the hub checks before it accepts a release (SPEC §4, admin): the signature against the
+// configured publisher keys, the manifest's shape, that manifest, URL and uploaded bytes agree.
+// The order matters for the answer: an unknown key is 403 even when the manifest is also bad.
+import { readFile } from 'node:fs/promises';
+import { ModelhubError } from '../../src/errors.js';
+import { assertManifestConsistent } from '../../src/schemas/manifest-rules.js';
+import { modelManifestSchema, serviceManifestSchema, type ModelManifest, type ServiceManifest } from '../../src/schemas/manifest.js';
+import { parseJsonOrThrow } from '../../src/schemas/parse.js';
+import type { PublicKey } from '../../src/sign/minisign-format.js';
+import { verifyOrThrow } from '../../src/sign/verify.js';
+import { listEntries } from '../../src/zip/open-zip.js';
+import type { ReleaseRow } from '../catalog.js';
+import { createHash } from 'node:crypto';
+import type { IncomingUpload, ReceivedPart } from './incoming.js';
+
+export const PART_PACKAGE = 'package';
+export const PART_MANIFEST = 'manifest';
+export const PART_SIGNATURE = 'signature';
+export const MODEL_FILE_PREFIX = 'file:';
+
+function required(upload: IncomingUpload, field: string): ReceivedPart {
+  const part = upload.parts.get(field);
+  if (part === undefined) throw new ModelhubError('INVALID_REQUEST', `multipart field "${field}" is missing`);
+  return part;
+}
+
+async function verifiedManifestText(upload: IncomingUpload, keys: readonly PublicKey[]): Promise<{ text: string; bytes: Buffer; keyId: string }> {
+  const bytes = await readFile(required(upload, PART_MANIFEST).file);
+  const signature = await readFile(required(upload, PART_SIGNATURE).file, 'utf8');
+  const { keyId } = verifyOrThrow({ message: bytes, signature, trustedKeys: keys });
+  return { text: bytes.toString('utf8'), bytes, keyId };
+}
+
+function mustEqual(field: string, inManifest: string, inPath: string): void {
+  if (inManifest !== inPath) {
+    throw new ModelhubError('MANIFEST_INVALID', `manifest ${field} "${inManifest}" differs from the URL's "${inPath}"`, {
+      details: { field, manifest: inManifest, path: inPath },
+    });
+  }
+}
+
+export async function checkServiceRelease(
+  upload: IncomingUpload,
+  target: { id: string; version: string; platform: string },
+  keys: readonly PublicKey[],
+  now: Date,
+): Promise<{ row: ReleaseRow; manifest: ServiceManifest }> {
+  const pkg = required(upload, PART_PACKAGE);
+  const { text, keyId } = await verifiedManifestText(upload, keys);
+  const m = parseJsonOrThrow(serviceManifestSchema, text, 'MANIFEST_INVALID', 'manifest');
+  assertManifestConsistent(m);
+  mustEqual('id', m.id, target.id);
+  mustEqual('version', m.version, target.version);
+  mustEqual('platform', m.platform, target.platform);
+
+  if (pkg.size !== m.archive.size) {
+    throw new ModelhubError('CHECKSUM_MISMATCH', `package is ${pkg.size} bytes, the manifest says ${m.archive.size}`);
+  }
+  if (pkg.sha256 !== m.archive.sha256) {
+    throw new ModelhubError('CHECKSUM_MISMATCH', `package sha256 ${pkg.sha256} differs from the manifest's ${m.archive.sha256}`);
+  }
+
+  let entries;
+  try {
+    entries = await listEntries(pkg.file);
+  } catch (err) {
+    throw new ModelhubError('MANIFEST_INVALID', `package is not a readable zip: ${(err as Error).message}`, { cause: err });
+  }
+  const declared = new Map(m.files.map((f) => [f.path, f.size]));
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (e.directory) continue;
+    if (e.symlink || e.encrypted) throw new ModelhubError('MANIFEST_INVALID', `package entry "${e.name}" is a symlink or encrypted`);
+    if (seen.has(e.name)) throw new ModelhubError('MANIFEST_INVALID', `package entry "${e.name}" appears twice`);
+    seen.add(e.name);
+    const size = declared.get(e.name);
+    if (size === undefined) throw new ModelhubError('MANIFEST_INVALID', `package entry "${e.name}" is not in the manifest's files`);
+    if (size !== e.size) throw new ModelhubError('MANIFEST_INVALID', `package entry "${e.name}" is ${e.size} bytes, the manifest says ${size}`);
+  }
+  const missing = m.files.filter((f) => !seen.has(f.path)).map((f) => f.path);
+  if (missing.length > 0) {
+    throw new ModelhubError('MANIFEST_INVALID', `manifest files missing from the package: ${missing.slice(0, 5).join(', ')}`, { details: { missing } });
+  }
+
+  return {
+    manifest: m,
+    row: {
+      kind: 'service',
+      id: m.id,
+      version: m.version,
+      platform: m.platform,
+      size_bytes: pkg.size,
+      sha256: pkg.sha256,
+      manifest: text,
+      key_id: keyId,
+      stable: 0,
+      created_at: m.created_at,
+      published_at: now.toISOString(),
+    },
+  };
+}
+
+export async function checkModelRelease(
+  upload: IncomingUpload,
+  target: { id: string; version: string },
+  keys: readonly PublicKey[],
+  now: Date,
+): Promise<{ row: ReleaseRow; manifest: ModelManifest }> {
+  const { text, bytes, keyId } = await verifiedManifestText(upload, keys);
+  const m = parseJsonOrThrow(modelManifestSchema, text, 'MANIFEST_INVALID', 'manifest');
+  assertManifestConsistent(m);
+  mustEqual('id', m.id, target.id);
+  mustEqual('version', m.version, target.version);
+
+  const uploaded = new Map<string, ReceivedPart>();
+  for (const [field, part] of upload.parts) {
+    if (field.startsWith(MODEL_FILE_PREFIX)) uploaded.set(field.slice(MODEL_FILE_PREFIX.length), part);
+  }
+  for (const f of m.files) {
+    const part = uploaded.get(f.path);
+    if (part === undefined) throw new ModelhubError('MANIFEST_INVALID', `model file "${f.path}" was not uploaded`);
+    if (part.size !== f.size) throw new ModelhubError('CHECKSUM_MISMATCH', `model file "${f.path}" is ${part.size} bytes, the manifest says ${f.size}`);
+    if (part.sha256 !== f.sha256) throw new ModelhubError('CHECKSUM_MISMATCH', `model file "${f.path}" sha256 differs from the manifest`);
+    uploaded.delete(f.path);
+  }
+  if (uploaded.size > 0) {
+    throw new ModelhubError('MANIFEST_INVALID', `uploaded files not in the manifest: ${[...uploaded.keys()].slice(0, 5).join(', ')}`);
+  }
+  return {
+    manifest: m,
+    row: {
+      kind: 'model',
+      id: m.id,
+      version: m.version,
+      platform: '',
+      size_bytes: m.files.reduce((sum, f) => sum + f.size, 0),
+      // One checksum for a multi-file model: the hash of its signed manifest, which pins every file.
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      manifest: text,
+      key_id: keyId,
+      stable: 0,
+      created_at: m.created_at,
+      published_at: now.toISOString(),
+    },
+  };
+}

@@ -1,0 +1,177 @@
+// The thin layer: routes map requests onto the resolvers in catalog-api / storage-api /
+// admin-api, which answer with data; this file alone writes answers to sockets.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
+import { mkdir } from 'node:fs/promises';
+import { ModelhubError, isErrorCode, type ErrorCode } from '../src/errors.js';
+import type { PublicKey } from '../src/sign/minisign-format.js';
+import type { Platform } from '../src/schemas/common.js';
+import { Catalog } from './catalog.js';
+import { StorageLayout, sweepOrphans } from './storage-layout.js';
+import { envelope, errorResponse, type HubResponse } from './response.js';
+import * as catalogApi from './catalog-api.js';
+import * as storageApi from './storage-api.js';
+import * as adminApi from './admin-api.js';
+import { bearerMatches } from './admin/auth.js';
+
+export interface HubOptions {
+  storage: string;
+  host?: string;
+  port?: number;
+  publisherKeys: readonly PublicKey[];
+  /** Bearer token for admin routes; admin is disabled (always 401) without one. */
+  adminToken?: string;
+  /** Platform for the legacy /storage/services/{id}/{version}.zip without ?platform=. */
+  defaultPlatform?: Platform;
+  /** Largest accepted package or model file. */
+  maxUploadBytes?: number;
+  /** Failed admin authentications allowed per client and window before 429. */
+  authFailureLimit?: number;
+  authFailureWindowMs?: number;
+  logger?: boolean;
+}
+
+export interface Hub {
+  app: FastifyInstance;
+  url: string;
+  catalog: Catalog;
+  layout: StorageLayout;
+  close(): Promise<void>;
+}
+
+type Params = Record<string, string>;
+type Query = Record<string, string | undefined>;
+
+function write(reply: FastifyReply, res: HubResponse): FastifyReply {
+  reply.code(res.status).headers(res.headers);
+  return res.body === null ? reply.send() : reply.send(res.body);
+}
+
+/** Maps fastify's and plugins' own errors into the one envelope. */
+function codeForStatus(status: number): ErrorCode {
+  if (status === 401) return 'UNAUTHORIZED';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 413) return 'SIZE_EXCEEDED';
+  if (status === 429) return 'RATE_LIMITED';
+  if (status >= 400 && status < 500) return 'INVALID_REQUEST';
+  return 'INTERNAL';
+}
+
+export async function createHub(options: HubOptions): Promise<Hub> {
+  const layout = new StorageLayout(options.storage);
+  await mkdir(layout.root, { recursive: true });
+  const catalog = new Catalog(layout.dbFile);
+  await sweepOrphans(layout, catalog);
+
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1 << 20, routerOptions: { maxParamLength: 1024 } });
+  const ctx: adminApi.AdminContext = {
+    catalog,
+    layout,
+    keys: options.publisherKeys,
+    maxUploadBytes: options.maxUploadBytes ?? 64 * 1024 ** 3,
+  };
+
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    if (err instanceof ModelhubError) return write(reply, errorResponse(err));
+    const e = err as { statusCode?: number; code?: string; message?: string };
+    if (isErrorCode(e.code)) return write(reply, errorResponse(new ModelhubError(e.code, e.message ?? e.code)));
+    const status = typeof e.statusCode === 'number' && e.statusCode >= 400 ? e.statusCode : 500;
+    const code = e.code === 'FST_REQ_FILE_TOO_LARGE' ? 'SIZE_EXCEEDED' : codeForStatus(status);
+    if (status >= 500) app.log.error(err);
+    const message = status >= 500 ? 'internal error' : (e.message ?? code);
+    return reply.code(code === 'SIZE_EXCEEDED' ? 413 : status).send(envelope(code, message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    return reply.code(404).send(envelope('NOT_FOUND', `no route for ${req.method} ${req.url.split('?')[0] ?? ''}`));
+  });
+
+  await app.register(multipart, {
+    limits: { fileSize: ctx.maxUploadBytes, fieldSize: 1 << 20, fields: 8, files: 100_000, parts: 100_008 },
+  });
+  await app.register(rateLimit, { global: false });
+
+  const adminGuard = {
+    config: {
+      rateLimit: {
+        max: options.authFailureLimit ?? 10,
+        timeWindow: options.authFailureWindowMs ?? 60_000,
+        // Only requests without a valid token count: a busy admin is never locked out.
+        allowList: (req: FastifyRequest) => bearerMatches(req.headers.authorization, options.adminToken),
+        errorResponseBuilder: (_req: FastifyRequest, context: { after: string }) =>
+          new ModelhubError('RATE_LIMITED', `too many failed authentications; retry in ${context.after}`),
+      },
+    },
+    preHandler: async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!bearerMatches(req.headers.authorization, options.adminToken)) {
+        reply.header('WWW-Authenticate', 'Bearer');
+        throw new ModelhubError('UNAUTHORIZED', options.adminToken ? 'a valid admin bearer token is required' : 'admin is disabled: the hub has no MODELHUB_ADMIN_TOKEN');
+      }
+    },
+  };
+
+  // ---- public ----
+  app.get('/health', async (_req, reply) => write(reply, { status: 200, headers: {}, body: { status: 'ok' } }));
+  app.get('/api/models', async (_req, reply) => write(reply, catalogApi.listModels(catalog)));
+  app.get<{ Params: Params }>('/api/models/:id', async (req, reply) => write(reply, catalogApi.getModel(catalog, req.params.id ?? '')));
+  app.get<{ Params: Params }>('/api/models/:id/:version/manifest', async (req, reply) =>
+    write(reply, await storageApi.modelManifest(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', 'manifest.json')),
+  );
+  app.get<{ Params: Params }>('/api/models/:id/:version/manifest.minisig', async (req, reply) =>
+    write(reply, await storageApi.modelManifest(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', 'manifest.json.minisig')),
+  );
+  app.get<{ Params: Params }>('/storage/models/:id/:version/*', async (req, reply) =>
+    write(reply, await storageApi.modelFile(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', req.raw.url ?? '')),
+  );
+  app.get<{ Querystring: Query }>('/api/services', async (req, reply) => write(reply, catalogApi.listServices(catalog, req.query.platform)));
+  app.get<{ Params: Params }>('/api/services/:id', async (req, reply) => write(reply, catalogApi.getService(catalog, req.params.id ?? '')));
+  app.get<{ Params: Params; Querystring: Query }>('/api/services/:id/:version/checksum', async (req, reply) =>
+    write(reply, catalogApi.checksum(catalog, req.params.id ?? '', req.params.version ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
+  );
+  app.get<{ Params: Params }>('/api/services/:id/:version/:platform/manifest', async (req, reply) =>
+    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'manifest.json')),
+  );
+  app.get<{ Params: Params }>('/api/services/:id/:version/:platform/manifest.minisig', async (req, reply) =>
+    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'manifest.json.minisig')),
+  );
+  app.get<{ Params: Params }>('/storage/services/:id/:version/:platform/service.zip', async (req, reply) =>
+    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'service.zip')),
+  );
+  app.get<{ Params: Params; Querystring: Query }>('/storage/services/:id/:file', async (req, reply) =>
+    write(reply, await storageApi.legacyServiceZip(req, catalog, layout, req.params.id ?? '', req.params.file ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
+  );
+  app.get('/api/keys', async (_req, reply) => write(reply, adminApi.listKeys(ctx)));
+  app.get<{ Querystring: Query }>('/api/model-usage/ranking', async (req, reply) => write(reply, catalogApi.ranking(catalog, req.query.limit)));
+
+  // ---- token ----
+  app.post('/api/model-usage', adminGuard, async (req, reply) => write(reply, adminApi.addUsage(ctx, req.body)));
+  app.put<{ Params: Params }>('/api/admin/services/:id/:version/:platform', adminGuard, async (req, reply) =>
+    write(reply, await adminApi.publishService(ctx, req, req.params)),
+  );
+  app.put<{ Params: Params }>('/api/admin/models/:id/:version', adminGuard, async (req, reply) =>
+    write(reply, await adminApi.publishModel(ctx, req, req.params)),
+  );
+  app.post<{ Params: Params }>('/api/admin/services/:id/:version/stable', adminGuard, async (req, reply) =>
+    write(reply, adminApi.markStable(ctx, 'service', req.params)),
+  );
+  app.post<{ Params: Params }>('/api/admin/models/:id/:version/stable', adminGuard, async (req, reply) =>
+    write(reply, adminApi.markStable(ctx, 'model', req.params)),
+  );
+
+  await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port ?? 0;
+  const host = options.host ?? '127.0.0.1';
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return {
+    app,
+    url: `http://${urlHost}:${port}`,
+    catalog,
+    layout,
+    async close() {
+      await app.close();
+      catalog.close();
+    },
+  };
+}
+

@@ -1,0 +1,90 @@
+// Admin commands: keygen → pack → sign → publish.
+import type { Command } from 'commander';
+import { writeFile, rename, open } from 'node:fs/promises';
+import { publishDir } from '../../admin/publish-client.js';
+import { ModelhubError } from '../../errors.js';
+import { pack } from '../../pack/index.js';
+import { readSecretKeyFile, writeKeyPair } from '../../sign/keygen.js';
+import { signFile } from '../../sign/sign.js';
+import { action, globalsOf, UsageError } from '../run.js';
+
+async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, text, { mode: 0o644 });
+  const fh = await open(tmp, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+}
+
+export function registerAdminCommands(program: Command): void {
+  program
+    .command('keygen')
+    .description('write BASE.pub (minisign public key) and BASE.key (secret key)')
+    .requiredOption('--out <base>', 'path prefix of the key files')
+    .option('--force', 'overwrite existing key files')
+    .action(
+      action(async (out, cmd) => {
+        const o = cmd.opts<{ out: string; force?: boolean }>();
+        const r = await writeKeyPair(o.out, { force: o.force === true });
+        out.result(
+          { key_id: r.keyId, public_key: r.publicKeyPath, secret_key: r.secretKeyPath },
+          `key ${r.keyId}\n  public: ${r.publicKeyPath}\n  secret: ${r.secretKeyPath} (keep it safe)`,
+        );
+      }),
+    );
+
+  program
+    .command('pack')
+    .description('validate SRC_DIR (service.json or model.json) and write manifest.json plus service.zip or the model files')
+    .argument('<src_dir>')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--platform <p>', 'platform of a service package (linux-x64, windows-x64, darwin-arm64, darwin-x64)')
+    .action(
+      action(async (out, cmd, src: string) => {
+        const o = cmd.opts<{ out: string; platform?: string }>();
+        const r = await pack(src, o.out, { platform: o.platform });
+        out.result(
+          { kind: r.kind, id: r.id, version: r.version, ...(r.platform ? { platform: r.platform } : {}), manifest: r.manifestPath, archive: r.archivePath ?? null, files: r.files, bytes: r.bytes },
+          `packed ${r.kind} ${r.id} ${r.version}${r.platform ? ` (${r.platform})` : ''}: ${r.files} files, ${r.bytes} bytes → ${r.manifestPath}`,
+        );
+      }),
+    );
+
+  program
+    .command('sign')
+    .description('write FILE.minisig, a minisign signature of FILE')
+    .argument('<file>')
+    .requiredOption('--key <base.key>', 'secret key written by modelhub keygen or minisign -G -W')
+    .option('--trusted-comment <text>', 'trusted comment (signed)')
+    .action(
+      action(async (out, cmd, file: string) => {
+        const o = cmd.opts<{ key: string; trustedComment?: string }>();
+        const sk = await readSecretKeyFile(o.key);
+        const text = await signFile(file, sk, { trustedComment: o.trustedComment });
+        const sigPath = `${file}.minisig`;
+        await writeFileAtomic(sigPath, text);
+        out.result({ signature: sigPath }, `signed ${file} → ${sigPath}`);
+      }),
+    );
+
+  program
+    .command('publish')
+    .description('upload what pack wrote in DIR, with manifest.json.minisig (token from $MODELHUB_ADMIN_TOKEN)')
+    .argument('<dir>')
+    .option('--stable', 'mark the version stable')
+    .action(
+      action(async (out, cmd, dir: string) => {
+        const o = cmd.opts<{ stable?: boolean }>();
+        const hub = globalsOf(cmd).hub ?? process.env.MODELHUB_HUB;
+        if (hub === undefined || hub === '') throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
+        const token = process.env.MODELHUB_ADMIN_TOKEN;
+        if (token === undefined || token === '') throw new ModelhubError('UNAUTHORIZED', 'MODELHUB_ADMIN_TOKEN is not set');
+        const r = await publishDir(dir, { hub, token, stable: o.stable === true });
+        out.result({ ...r }, `published ${r.kind} ${r.id} ${r.version}${r.platform ? ` (${r.platform})` : ''}${r.stable ? ', stable' : ''}`);
+      }),
+    );
+}

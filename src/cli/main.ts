@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// modelhub: one executable for admins (keygen, pack, sign, publish, hub serve) and nodes
+// (install, models, recover, replay…). SPEC §5 is its contract.
+import { Command, CommanderError } from 'commander';
+import { ModelhubError } from '../errors.js';
+import { Output } from './output.js';
+import { EXIT_USAGE } from './run.js';
+import { registerAdminCommands } from './commands/admin.js';
+import { registerHubCommands } from './commands/hub.js';
+
+export function buildProgram(): Command {
+  const program = new Command('modelhub')
+    .description('Ship signed ML services and models to a fleet of machines')
+    .option('--json', 'print JSON lines only: progress events, then one result line')
+    .option('--home <dir>', 'the node data directory (default: $MODELHUB_HOME, else the platform app-data folder)')
+    .option('--hub <url>', 'the hub (default: $MODELHUB_HUB)')
+    .showHelpAfterError()
+    .exitOverride();
+  registerHubCommands(program);
+  registerAdminCommands(program);
+  for (const cmd of program.commands) {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        process.exitCode = 0;
+        return;
+      }
+      const json = argv.includes('--json');
+      if (json) new Output(true).failure(new ModelhubError('INVALID_REQUEST', err.message.replace(/^error: /, '')));
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main(process.argv);
