@@ -34,6 +34,7 @@ export const UNINSTALL_RESTART_TABLE = {
 
 export const MODEL_PULL_RESTART_TABLE = {
   resolving: 'resume',
+  verifying_manifest: 'resume',
   downloading: 'resume',
   installing: 'redo',
   cleaning_up: 'redo',

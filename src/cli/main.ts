@@ -7,6 +7,7 @@ import { Output } from './output.js';
 import { EXIT_USAGE } from './run.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerHubCommands } from './commands/hub.js';
+import { registerNodeCommands } from './commands/node.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelhub')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerHubCommands(program);
   registerAdminCommands(program);
+  registerNodeCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

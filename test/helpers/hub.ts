@@ -7,6 +7,12 @@ import type { TestKey } from './releases.js';
 
 export const TEST_TOKEN = 'test-admin-token-0123456789';
 
+// Closed after the file's tests, wherever startHub was called (beforeAll included).
+const started: Hub[] = [];
+afterAll(async () => {
+  await Promise.all(started.splice(0).map((h) => h.close()));
+});
+
 export async function startHub(work: string, keys: TestKey[], extra: Partial<HubOptions> = {}): Promise<Hub> {
   const hub = await createHub({
     storage: path.join(work, 'storage'),
@@ -15,8 +21,6 @@ export async function startHub(work: string, keys: TestKey[], extra: Partial<Hub
     adminToken: TEST_TOKEN,
     ...extra,
   });
-  afterAll(async () => {
-    await hub.close();
-  });
+  started.push(hub);
   return hub;
 }

@@ -1,0 +1,410 @@
+// Node commands: install, uninstall, list, recover, jobs, events, replay, trust, start, stop,
+// status. Read-only commands open engine.db read-only and never create or change anything.
+import type { Command } from 'commander';
+import os from 'node:os';
+import { readFile, rename, writeFile, open } from 'node:fs/promises';
+import { Engine } from '../../engine/engine.js';
+import { openDbReadOnly } from '../../engine/db.js';
+import { toExportLine } from '../../engine/export-format.js';
+import { Home } from '../../engine/home.js';
+import { JobsStore, type JobRow } from '../../engine/jobs-store.js';
+import { Registry } from '../../engine/registry.js';
+import { parseExport, replay } from '../../engine/replay.js';
+import { modelPath, ModelNotAvailableError } from '../../engine/model-path.js';
+import { HubClient } from '../../engine/hub-client.js';
+import { defaultFetch } from '../../download/fetch-like.js';
+import type { ProgressEvent } from '../../engine/progress.js';
+import { ModelhubError } from '../../errors.js';
+import { platformAdapter } from '../../platform/adapter.js';
+import { isAlive, probeHealth, waitHealthy } from '../../runtime/manager.js';
+import { platformSchema, versionSchema } from '../../schemas/common.js';
+import { TrustStore } from '../../trust/store.js';
+import type { Output } from '../output.js';
+import { action, EXIT_FAILED, globalsOf, UsageError } from '../run.js';
+
+export function homeOf(cmd: Command): string {
+  return globalsOf(cmd).home ?? process.env.MODELHUB_HOME ?? platformAdapter.defaultHome(process.env, os.homedir());
+}
+
+function hubOf(cmd: Command): string | undefined {
+  const h = globalsOf(cmd).hub ?? process.env.MODELHUB_HUB;
+  return h === '' ? undefined : h;
+}
+
+/** ID or ID@VERSION. */
+export function parseTarget(text: string): { id: string; version: string | null } {
+  const at = text.indexOf('@');
+  const id = at < 0 ? text : text.slice(0, at);
+  const version = at < 0 ? null : text.slice(at + 1);
+  if (id === '' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new UsageError(`"${text}" is not ID or ID@VERSION`);
+  if (version !== null && !versionSchema.safeParse(version).success) throw new UsageError(`"${version}" is not a SemVer version`);
+  return { id, version };
+}
+
+function openEngine(cmd: Command): Engine {
+  return new Engine({ home: homeOf(cmd), hub: hubOf(cmd) });
+}
+
+function progressLine(out: Output): (p: ProgressEvent) => void {
+  return (p) =>
+    out.progress({
+      job_id: p.jobId,
+      target: p.target,
+      phase: p.phase,
+      bytes_done: p.bytesDone,
+      bytes_total: p.bytesTotal,
+      speed_bps: Math.round(p.speedBps),
+      eta_s: p.etaSeconds === null ? null : Math.round(p.etaSeconds * 10) / 10,
+    });
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function jobLine(j: JobRow): Record<string, unknown> {
+  return { id: j.id, kind: j.kind, target: j.target, state: j.state, started_at: iso(j.started_at), ended_at: iso(j.ended_at), restores: j.restores };
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, text);
+  const fh = await open(tmp, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+}
+
+/** The read-only view; null when the home has no engine.db yet. */
+function readOnly(cmd: Command): { jobs: JobsStore; registry: Registry; close: () => void; home: Home } | null {
+  const home = new Home(homeOf(cmd));
+  const db = openDbReadOnly(home.db);
+  if (db === null) return null;
+  return { jobs: new JobsStore(db), registry: new Registry(db), close: () => db.close(), home };
+}
+
+export function registerNodeCommands(program: Command): void {
+  program
+    .command('install')
+    .description('install or update a service: download, verify, stage, switch, start, health-check, commit — or roll back')
+    .argument('<target>', 'ID or ID@VERSION')
+    .option('--platform <p>', 'release platform (default: this machine)')
+    .option('--allow-downgrade', 'install a version lower than the current one')
+    .option('--no-start', 'install and commit without running the service')
+    .action(
+      action(async (out, cmd, targetText: string) => {
+        const o = cmd.opts<{ platform?: string; allowDowngrade?: boolean; start: boolean }>();
+        const target = parseTarget(targetText);
+        const platform = o.platform === undefined ? undefined : platformSchema.safeParse(o.platform);
+        if (platform !== undefined && !platform.success) throw new UsageError(`--platform: unknown platform "${o.platform}"`);
+        const engine = openEngine(cmd);
+        try {
+          const r = await engine.install(
+            { id: target.id, version: target.version, allowDowngrade: o.allowDowngrade === true, start: o.start, platform: platform?.data },
+            progressLine(out),
+          );
+          const fields = { id: r.id, version: r.version, current: r.current, rolled_back: r.rolled_back, job_id: r.jobId, state: r.state, attached: r.attached };
+          if (r.ok) {
+            out.result(fields, `${r.id} ${r.version ?? ''} installed; current ${r.current ?? 'none'}`);
+            return;
+          }
+          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
+          if (!out.json) process.stderr.write(`${r.rolled_back ? 'rolled back; ' : ''}current: ${r.current ?? 'none'}\n`);
+          return EXIT_FAILED;
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+
+  program
+    .command('uninstall')
+    .description('stop and remove a service, or one of its versions')
+    .argument('<target>', 'ID or ID@VERSION')
+    .action(
+      action(async (out, cmd, targetText: string) => {
+        const target = parseTarget(targetText);
+        const engine = openEngine(cmd);
+        try {
+          const r = await engine.uninstall({ id: target.id, version: target.version });
+          const fields = { id: target.id, removed: r.removed, current: r.current, job_id: r.jobId, state: r.state };
+          if (r.ok) {
+            out.result(fields, `${target.id}: removed ${r.removed.join(', ') || 'nothing'}`);
+            return;
+          }
+          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
+          return EXIT_FAILED;
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+
+  program
+    .command('list')
+    .description('installed services and models, with the current version of each')
+    .action(
+      action(async (out, cmd) => {
+        const view = readOnly(cmd);
+        const services = view?.registry.services().map((s) => ({ id: s.id, current: s.current, versions: s.versions, running: s.running })) ?? [];
+        const models = view?.registry.models() ?? [];
+        view?.close();
+        const human = [
+          ...services.map((s) => `service ${s.id}  current ${s.current ?? '-'}  versions ${s.versions.join(', ')}${s.running ? '  (running)' : ''}`),
+          ...models.map((m) => `model ${m.id}  versions ${m.versions.join(', ')}`),
+        ].join('\n');
+        out.result({ services, models }, human === '' ? 'nothing installed' : human);
+      }),
+    );
+
+  program
+    .command('recover')
+    .description('finish or roll back interrupted jobs')
+    .action(
+      action(async (out, cmd) => {
+        const engine = openEngine(cmd);
+        try {
+          const r = await engine.recover();
+          out.result(
+            { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, swept: r.swept },
+            r.recovered.length === 0 ? 'nothing to recover' : r.recovered.map((j) => `${j.kind} ${j.target}: ${j.from} → ${j.state}`).join('\n'),
+          );
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+
+  program
+    .command('jobs')
+    .description('jobs and their states')
+    .action(
+      action(async (out, cmd) => {
+        const view = readOnly(cmd);
+        const jobs = view?.jobs.allJobs().map(jobLine) ?? [];
+        view?.close();
+        out.result({ jobs }, jobs.map((j) => `${String(j.id)}  ${String(j.kind)}  ${String(j.target)}  ${String(j.state)}`).join('\n') || 'no jobs');
+      }),
+    );
+
+  program
+    .command('events')
+    .description('the event log of one job or of all jobs')
+    .argument('[job]', 'job id')
+    .option('--export <file>', 'write the log as JSON lines for `modelhub replay`')
+    .action(
+      action(async (out, cmd, jobId: string | undefined) => {
+        const view = readOnly(cmd);
+        if (view === null && jobId !== undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+        const kinds = new Map((view?.jobs.allJobs() ?? []).map((j) => [j.id, j.kind]));
+        if (jobId !== undefined && !kinds.has(jobId)) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+        const lines = (view?.jobs.events(jobId) ?? []).map((e) => toExportLine(e, kinds.get(e.job_id) ?? 'install'));
+        view?.close();
+        const o = cmd.opts<{ export?: string }>();
+        if (o.export !== undefined) {
+          await writeAtomic(o.export, lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length > 0 ? '\n' : ''));
+          out.result({ file: o.export, count: lines.length }, `${lines.length} events → ${o.export}`);
+          return;
+        }
+        out.result({ events: lines }, lines.map((l) => `${l.seq}  ${String(l.ts)}  ${l.job_id.slice(0, 8)}  ${l.type}  → ${l.state}`).join('\n') || 'no events');
+      }),
+    );
+
+  program
+    .command('replay')
+    .description('replay an exported event log through the machines, without side effects')
+    .argument('<file>')
+    .action(
+      action(async (out, _cmd, file: string) => {
+        const text = await readFile(file, 'utf8').catch((err: unknown) => {
+          throw new UsageError(`${file}: ${(err as Error).message}`);
+        });
+        const r = replay(parseExport(text));
+        const states = r.states.map((s) => ({ seq: s.seq, job_id: s.job_id, type: s.type, state: s.reproduced, recorded: s.recorded }));
+        const human = r.states.map((s) => `${String(s.seq).padStart(5)}  ${s.type.padEnd(44)} → ${s.reproduced}${s.ok ? '' : `   (log: ${s.recorded})`}`).join('\n');
+        if (r.diverged_at === null) {
+          out.result({ states, diverged_at: null }, `${human}\nreplayed ${r.states.length} events: every recorded state reproduced`);
+          return;
+        }
+        if (out.json) {
+          process.stdout.write(JSON.stringify({ type: 'result', ok: false, states, diverged_at: r.diverged_at, error: { code: 'MANIFEST_MISMATCH', message: r.reason } }) + '\n');
+        } else {
+          process.stdout.write(`${human}\n`);
+          process.stderr.write(`diverged at seq ${r.diverged_at}: ${r.reason ?? ''}\n`);
+        }
+        return EXIT_FAILED;
+      }),
+    );
+
+  const trust = program.command('trust').description("the node's trusted publisher keys");
+  trust
+    .command('add')
+    .argument('<key.pub>')
+    .action(
+      action(async (out, cmd, file: string) => {
+        const k = await new TrustStore(new Home(homeOf(cmd)).trust).add(file);
+        out.result({ key_id: k.key_id, file: k.file }, `trusted ${k.key_id}`);
+      }),
+    );
+  trust.command('list').action(
+    action(async (out, cmd) => {
+      const keys = await new TrustStore(new Home(homeOf(cmd)).trust).list();
+      out.result({ keys: keys.map((k) => ({ key_id: k.key_id, file: k.file })) }, keys.map((k) => k.key_id).join('\n') || 'no trusted keys');
+    }),
+  );
+  trust
+    .command('remove')
+    .argument('<keyid>')
+    .action(
+      action(async (out, cmd, keyId: string) => {
+        const removed = await new TrustStore(new Home(homeOf(cmd)).trust).remove(keyId);
+        out.result({ key_id: removed }, `removed ${removed}`);
+      }),
+    );
+
+  program
+    .command('start')
+    .description('start an installed service (its current version) and wait until healthy')
+    .argument('<id>')
+    .action(
+      action(async (out, cmd, id: string) => {
+        const engine = openEngine(cmd);
+        try {
+          const state = engine.registry.installedState(id);
+          if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
+          const running = engine.runtime.running(id);
+          if (running !== undefined) {
+            out.result({ id, version: running.version, pid: running.pid, port: running.port, already_running: true }, `${id} ${running.version} already runs (pid ${running.pid}, port ${running.port})`);
+            return;
+          }
+          const s = await engine.runtime.start(id, state.current);
+          const hc = s.service.health_check;
+          try {
+            await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: Date.now() + (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000) });
+          } catch (err) {
+            await engine.runtime.stop(id);
+            throw err;
+          }
+          out.result({ id, version: state.current, pid: s.pid, port: s.port, already_running: false }, `${id} ${state.current} running (pid ${s.pid}, port ${s.port})`);
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+
+  program
+    .command('stop')
+    .description('stop a running service')
+    .argument('<id>')
+    .action(
+      action(async (out, cmd, id: string) => {
+        const engine = openEngine(cmd);
+        try {
+          const stopped = await engine.runtime.stop(id);
+          out.result({ id, stopped }, stopped ? `${id} stopped` : `${id} was not running`);
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+
+  program
+    .command('status')
+    .description('installed services: pid, port, health')
+    .argument('[id]')
+    .action(
+      action(async (out, cmd, id: string | undefined) => {
+        const view = readOnly(cmd);
+        const db = view === null ? null : openDbReadOnly(view.home.db);
+        const services: { id: string; version: string | null; pid: number | null; port: number | null; running: boolean; healthy: boolean }[] = [];
+        for (const s of view?.registry.services() ?? []) {
+          if (id !== undefined && s.id !== id) continue;
+          const rt = db?.prepare('SELECT version, pid, port FROM runtime WHERE id = ?').get(s.id) as { version: string; pid: number; port: number } | undefined;
+          const alive = rt !== undefined && isAlive(rt.pid);
+          let healthy = false;
+          if (alive) {
+            const sj = JSON.parse(await readFile(`${view!.home.versionDir(s.id, rt.version)}/service.json`, 'utf8').catch(() => '{}')) as { health_check?: Parameters<typeof probeHealth>[1] };
+            healthy = await probeHealth(rt.port, sj.health_check);
+          }
+          services.push({ id: s.id, version: alive ? rt.version : s.current, pid: alive ? rt.pid : null, port: alive ? rt.port : null, running: alive, healthy });
+        }
+        db?.close();
+        view?.close();
+        if (id !== undefined && services.length === 0) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
+        out.result(
+          { services },
+          services.map((s) => `${s.id} ${s.version ?? '-'}  ${s.running ? `pid ${s.pid} port ${s.port} ${s.healthy ? 'healthy' : 'UNHEALTHY'}` : 'stopped'}`).join('\n') || 'nothing installed',
+        );
+      }),
+    );
+
+  const models = program.command('models').description('models: pull, path, list, ranking');
+  models
+    .command('pull')
+    .argument('<target>', 'ID or ID@VERSION')
+    .action(
+      action(async (out, cmd, targetText: string) => {
+        const target = parseTarget(targetText);
+        const engine = openEngine(cmd);
+        try {
+          const r = await engine.pullModel({ id: target.id, version: target.version }, progressLine(out));
+          const fields = { id: r.id, version: r.version, path: r.path, job_id: r.jobId, state: r.state, attached: r.attached };
+          if (r.ok) {
+            out.result(fields, `${r.id} ${r.version ?? ''} → ${r.path ?? ''}`);
+            return;
+          }
+          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
+          return EXIT_FAILED;
+        } finally {
+          engine.close();
+        }
+      }),
+    );
+  models
+    .command('path')
+    .argument('<target>', 'ID or ID@VERSION')
+    .action(
+      action(async (out, cmd, targetText: string) => {
+        const target = parseTarget(targetText);
+        const view = readOnly(cmd);
+        try {
+          const p = modelPath(view, target.id, target.version);
+          out.result({ id: target.id, path: p }, p);
+        } catch (err) {
+          if (!(err instanceof ModelNotAvailableError)) throw err;
+          if (out.json) {
+            process.stdout.write(JSON.stringify({ type: 'result', ok: false, id: target.id, error: { code: err.code, reason: err.reason, message: err.message } }) + '\n');
+          } else {
+            process.stderr.write(`error ${err.code}: ${err.message}\n`);
+          }
+          return EXIT_FAILED;
+        } finally {
+          view?.close();
+        }
+      }),
+    );
+  models.command('list').action(
+    action(async (out, cmd) => {
+      const view = readOnly(cmd);
+      const list = view?.registry.models().map((m) => ({ id: m.id, versions: m.versions, path: view.home.modelDir(m.id, m.versions[m.versions.length - 1] ?? '') })) ?? [];
+      view?.close();
+      out.result({ models: list }, list.map((m) => `${m.id}  ${m.versions.join(', ')}`).join('\n') || 'no models');
+    }),
+  );
+  models
+    .command('ranking')
+    .option('--limit <n>', 'how many', '20')
+    .action(
+      action(async (out, cmd) => {
+        const hub = hubOf(cmd);
+        if (hub === undefined) throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
+        const limit = Number(cmd.opts<{ limit: string }>().limit);
+        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive integer');
+        const ranking = await new HubClient(hub, defaultFetch()).ranking(limit, AbortSignal.timeout(10_000));
+        out.result({ ranking }, ranking.map((r) => `${r.rank}. ${r.model_id}  ${r.request_count}`).join('\n') || 'no demand recorded');
+      }),
+    );
+}

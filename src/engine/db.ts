@@ -1,0 +1,92 @@
+// engine.db: the event log, the jobs, the registry and the leases (SPEC §7: "the truth").
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+export type Db = Database.Database;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  requested TEXT NOT NULL,
+  target TEXT NOT NULL,
+  state TEXT NOT NULL,
+  active INTEGER NOT NULL,
+  input TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  restores INTEGER NOT NULL DEFAULT 0,
+  progress TEXT,
+  output TEXT,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs (active, subject);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+CREATE TABLE IF NOT EXISTS leases (
+  subject TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  ttl_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+  id TEXT PRIMARY KEY,
+  current TEXT,
+  previous TEXT,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service_versions (
+  id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  key_id TEXT,
+  installed_at INTEGER NOT NULL,
+  PRIMARY KEY (id, version)
+);
+CREATE TABLE IF NOT EXISTS runtime (
+  id TEXT PRIMARY KEY,
+  version TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  port INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  log TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+  id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  installed_at INTEGER NOT NULL,
+  PRIMARY KEY (id, version)
+);
+`;
+
+export function openDb(file: string): Db {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 10000');
+  db.exec(SCHEMA);
+  return db;
+}
+
+/** For read-only commands: never creates or migrates anything; null when there is no db. */
+export function openDbReadOnly(file: string): Db | null {
+  if (!existsSync(file)) return null;
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 10000');
+  return db;
+}

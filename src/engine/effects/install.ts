@@ -1,0 +1,277 @@
+// The install machine's effects, supplied through installMachine.provide(). Each one is
+// idempotent and safe to run again after a crash (NOTES: restored invoked actors restart).
+import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import semver from 'semver';
+import type {
+  CleanUpInput,
+  CommitInput,
+  CommitOutput,
+  DownloadInput,
+  DownloadOutput,
+  HealthInput,
+  HealthOutput,
+  ResolvedRelease,
+  ResolveInput,
+  RollbackInput,
+  RollbackOutput,
+  StageInput,
+  StageOutput,
+  StartInput,
+  StartOutput,
+  StopOldInput,
+  SwitchInput,
+  SwitchOutput,
+  VerifiedRelease,
+  VerifyArchiveInput,
+  VerifyManifestInput,
+} from '../../../machines/install.js';
+import { downloadFile } from '../../download/download.js';
+import { ModelhubError, toModelhubError } from '../../errors.js';
+import { waitHealthy } from '../../runtime/manager.js';
+import { serviceManifestSchema } from '../../schemas/manifest.js';
+import { parseJsonOrThrow } from '../../schemas/parse.js';
+import { stageArchive } from '../../stage/stage.js';
+import { effect } from '../effect.js';
+import { exists, fsyncDir, removeDirAtomically } from '../fs-util.js';
+import type { JobHandle } from '../runner.js';
+import { SpeedMeter } from '../progress.js';
+import type { EngineContext } from './context.js';
+
+/** Log a download checkpoint at most this often (bytes AND time), never per chunk. */
+export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
+export const CHECKPOINT_MS = 1000;
+const DISK_MARGIN_BYTES = 64 * 1024 * 1024;
+
+export function installEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
+  const { home, adapter, runtime, progress, jobs } = ctx;
+
+  return {
+    resolveRelease: effect<ResolveInput, ResolvedRelease>(async ({ request }, signal) => {
+      const hub = ctx.requireHub();
+      const detail = await hub.service(request.id, signal);
+      const version = request.version ?? detail.latest_version;
+      if (version === null) throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no published version`);
+      const entry = detail.versions.find((v) => v.version === version);
+      if (entry === undefined) {
+        throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no version ${version}`, { details: { versions: detail.versions.map((v) => v.version) } });
+      }
+      if (entry.platforms[request.platform] === undefined) {
+        throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `service ${request.id} ${version} has no release for ${request.platform}`, {
+          details: { platforms: Object.keys(entry.platforms) },
+        });
+      }
+      const { manifestText, signatureText } = await hub.serviceManifest(request.id, version, request.platform, signal);
+      return {
+        version,
+        manifestText,
+        signatureText,
+        archiveUrl: hub.archiveUrl(request.id, version, request.platform),
+        installed: ctx.registry.installedState(request.id),
+      };
+    }),
+
+    verifyManifest: effect<VerifyManifestInput, VerifiedRelease>(async ({ request, release }) => {
+      const { manifest, keyId } = ctx.verifyRelease({
+        id: request.id,
+        version: release.version,
+        platform: request.platform,
+        allowDowngrade: request.allowDowngrade,
+        installedCurrent: release.installed.current,
+        manifestText: release.manifestText,
+        signatureText: release.signatureText,
+        trustedKeys: await ctx.trust.keys(),
+      });
+      // Room for the download and the unpacked files, checked before anything is fetched.
+      const unpacked = manifest.files.reduce((n, f) => n + f.size, 0);
+      await mkdir(home.root, { recursive: true });
+      const fsStat = await statfs(home.root);
+      const free = fsStat.bavail * fsStat.bsize;
+      const need = manifest.archive.size + unpacked + DISK_MARGIN_BYTES;
+      if (free < need) {
+        throw new ModelhubError('INSUFFICIENT_DISK', `${need} bytes are needed in ${home.root}, ${free} are free`, { details: { need, free } });
+      }
+      const hc = manifest.service.health_check;
+      return {
+        keyId,
+        archive: { url: release.archiveUrl, sha256: manifest.archive.sha256, size: manifest.archive.size },
+        healthBudgetMs: (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000),
+      };
+    }),
+
+    downloadArchive: effect<DownloadInput, DownloadOutput>(async (input, signal) => {
+      await mkdir(home.downloads, { recursive: true });
+      const dest = home.archive(input.id, input.version, input.platform, input.archive.sha256);
+      const meter = new SpeedMeter();
+      let checkpoint = { bytes: 0, t: ctx.now() };
+      let lastRow = 0;
+      let started = false;
+      try {
+        const r = await downloadFile({
+          url: input.archive.url,
+          dest,
+          expectedSize: input.archive.size,
+          expectedSha256: input.archive.sha256,
+          fetch: ctx.fetch,
+          signal,
+          stallTimeoutMs: ctx.stallTimeoutMs,
+          onProgress: (p) => {
+            const t = ctx.now();
+            if (!started) {
+              started = true;
+              progress.hooks.emit('downloadStart', { jobId: job.jobId, target: job.target(), url: input.archive.url, bytesTotal: p.bytesTotal, resumedFrom: p.resumedFrom });
+            }
+            const s = meter.sample(p.bytesDone, t);
+            const ev = {
+              jobId: job.jobId,
+              kind: 'install' as const,
+              target: job.target(),
+              phase: 'downloading',
+              bytesDone: p.bytesDone,
+              bytesTotal: p.bytesTotal,
+              speedBps: s.speedBps,
+              etaSeconds: s.etaSeconds(p.bytesTotal),
+              ts: t,
+            };
+            progress.emit(ev);
+            if (t - lastRow >= 250) {
+              lastRow = t;
+              jobs.setProgress(job.jobId, ev);
+            }
+            if (p.bytesDone - checkpoint.bytes >= CHECKPOINT_BYTES && t - checkpoint.t >= CHECKPOINT_MS) {
+              checkpoint = { bytes: p.bytesDone, t };
+              job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal });
+            }
+          },
+        });
+        progress.hooks.emit('downloadComplete', { jobId: job.jobId, target: job.target(), bytes: r.size, sha256: r.sha256 });
+        return { path: r.path, size: r.size, sha256: r.sha256, bytesFetched: r.bytesFetched, resumedFrom: r.resumedFrom };
+      } catch (err) {
+        const e = toModelhubError(err);
+        if (!signal.aborted) progress.hooks.emit('downloadError', { jobId: job.jobId, target: job.target(), error: { code: e.code, message: e.message } });
+        throw err;
+      }
+    }),
+
+    verifyArchive: effect<VerifyArchiveInput, DownloadOutput>(async ({ download, archive }) => {
+      // The hash was computed while streaming; here the file on disk must still be that file.
+      const s = await stat(download.path).catch((err: unknown) => {
+        throw new ModelhubError('CHECKSUM_MISMATCH', `the downloaded archive is gone: ${(err as Error).message}`, { cause: err });
+      });
+      if (s.size !== archive.size) throw new ModelhubError('CHECKSUM_MISMATCH', `archive is ${s.size} bytes, the manifest says ${archive.size}`);
+      if (download.sha256 !== archive.sha256) throw new ModelhubError('CHECKSUM_MISMATCH', `archive sha256 ${download.sha256} differs from the signed ${archive.sha256}`);
+      return download;
+    }),
+
+    stageRelease: effect<StageInput, StageOutput>(async (input, signal) => {
+      const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
+      const stagingDir = home.stagingDir(input.id, input.jobId);
+      await mkdir(home.serviceDir(input.id), { recursive: true });
+      const r = await stageArchive({
+        archive: input.archivePath,
+        manifest,
+        stagingDir,
+        signal,
+        onProgress: (p) =>
+          progress.emit({ jobId: job.jobId, kind: 'install', target: job.target(), phase: 'staging', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, speedBps: 0, etaSeconds: null, ts: ctx.now() }),
+      });
+      return { stagingDir, files: r.files, bytes: r.bytes };
+    }),
+
+    switchVersion: effect<SwitchInput, SwitchOutput>(async ({ id, version, stagingDir, previous }) => {
+      const serviceDir = home.serviceDir(id);
+      const versionDir = home.versionDir(id, version);
+      const registered = ctx.registry.installedState(id).versions.includes(version);
+      if (await exists(stagingDir)) {
+        // A committed version directory is never modified; an unregistered one is debris.
+        if (await exists(versionDir)) {
+          if (registered) await rm(stagingDir, { recursive: true, force: true });
+          else {
+            await removeDirAtomically(versionDir);
+            await adapter.renameWithRetry(stagingDir, versionDir);
+          }
+        } else {
+          await adapter.renameWithRetry(stagingDir, versionDir);
+        }
+        await fsyncDir(serviceDir);
+      } else if (!(await exists(versionDir))) {
+        throw new ModelhubError('INTERNAL', `neither ${stagingDir} nor ${versionDir} exists`);
+      }
+      await adapter.writeCurrent(serviceDir, version);
+      return { current: version, previous: previous === version ? ctx.registry.previousOf(id) : previous };
+    }),
+
+    stopOldVersion: effect<StopOldInput, { stopped: boolean }>(async ({ id }) => ({ stopped: await runtime.stop(id) })),
+
+    startService: effect<StartInput, StartOutput>(async ({ id, version }) => {
+      const s = await runtime.start(id, version);
+      return { pid: s.pid, port: s.port, startedAt: s.startedAt };
+    }),
+
+    checkHealth: effect<HealthInput, HealthOutput>(async ({ id, version, pid, port, deadline }, signal) => {
+      const service = await runtime.serviceJson(id, version);
+      return waitHealthy({ port, health: service.health_check, pid, deadline, signal });
+    }),
+
+    commitRelease: effect<CommitInput, CommitOutput>(async ({ id, version, previous, archivePath }) => {
+      const keep = new Set([version, previous].filter((v): v is string => v !== null));
+      const serviceDir = home.serviceDir(id);
+      const removed: string[] = [];
+      for (const name of await readdir(serviceDir)) {
+        if (semver.valid(name) === name && !keep.has(name)) {
+          await removeDirAtomically(path.join(serviceDir, name));
+          removed.push(name);
+        }
+      }
+      for (const v of ctx.registry.installedState(id).versions) if (!keep.has(v) && !removed.includes(v)) removed.push(v);
+      if (archivePath !== null) {
+        for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) await rm(f, { force: true });
+      }
+      return { removed: removed.sort(semver.compare) };
+    }),
+
+    cleanUp: effect<CleanUpInput, { removed: string[] }>(async ({ jobId, id, stagingDir, archivePath, discardDownload }) => {
+      const removed: string[] = [];
+      for (const dir of [stagingDir, home.stagingDir(id, jobId)]) {
+        if (dir !== null && (await exists(dir))) {
+          await rm(dir, { recursive: true, force: true });
+          removed.push(dir);
+        }
+      }
+      if (discardDownload && archivePath !== null) {
+        for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) {
+          if (await exists(f)) {
+            await rm(f, { force: true });
+            removed.push(f);
+          }
+        }
+      }
+      return { removed };
+    }),
+
+    rollBack: effect<RollbackInput, RollbackOutput>(async ({ jobId, id, version, previous, restartPrevious, keepNewVersionDir }, signal) => {
+      const serviceDir = home.serviceDir(id);
+      await runtime.stop(id, version);
+      await rm(home.stagingDir(id, jobId), { recursive: true, force: true });
+      await mkdir(serviceDir, { recursive: true });
+      if (previous !== null && (await exists(home.versionDir(id, previous)))) await adapter.writeCurrent(serviceDir, previous);
+      else await adapter.removeCurrent(serviceDir);
+      if (!keepNewVersionDir && version !== previous) await removeDirAtomically(home.versionDir(id, version));
+      const current = previous !== null && (await exists(home.versionDir(id, previous))) ? previous : null;
+      let restarted = false;
+      if (restartPrevious && current !== null) {
+        try {
+          const running = runtime.running(id);
+          const s = running !== undefined && running.version === current ? { pid: running.pid, port: running.port, service: await runtime.serviceJson(id, current) } : await runtime.start(id, current);
+          const hc = s.service.health_check;
+          const budget = (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000);
+          await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: ctx.now() + budget, signal });
+          restarted = true;
+        } catch (err) {
+          ctx.warn(`rollback of ${id}: the previous version ${current} did not come back healthy: ${toModelhubError(err).message}`);
+        }
+      }
+      return { current, restarted };
+    }),
+  };
+}

@@ -1,0 +1,138 @@
+// The model pull machine's effects. Files download into <models>/<id>/.partial-<version>/,
+// three at a time, each resumable and checked against the signed manifest; a failed or
+// interrupted pull leaves that directory for the next pull to resume (seed 002).
+import { mkdir, rename, rm, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import type {
+  CleanUpModelInput,
+  DownloadModelInput,
+  InstallModelInput,
+  ResolvedModel,
+  ResolveModelInput,
+  VerifiedModel,
+  VerifyModelInput,
+} from '../../../machines/model-pull.js';
+import { downloadFile } from '../../download/download.js';
+import { ModelhubError } from '../../errors.js';
+import { modelManifestSchema } from '../../schemas/manifest.js';
+import { assertManifestConsistent } from '../../schemas/manifest-rules.js';
+import { parseJsonOrThrow } from '../../schemas/parse.js';
+import { verifyOrThrow } from '../../sign/verify.js';
+import { effect } from '../effect.js';
+import { exists, fsyncDir } from '../fs-util.js';
+import { SpeedMeter } from '../progress.js';
+import type { JobHandle } from '../runner.js';
+import { CHECKPOINT_BYTES, CHECKPOINT_MS } from './install.js';
+import type { EngineContext } from './context.js';
+
+/** Seed 003 §1.5: at most three files at once. */
+export const PARALLEL_FILES = 3;
+
+export function partialDir(ctx: EngineContext, id: string, version: string): string {
+  return path.join(ctx.home.models, id, `.partial-${version}`);
+}
+
+export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
+  return {
+    resolveModel: effect<ResolveModelInput, ResolvedModel>(async ({ request }, signal) => {
+      const hub = ctx.requireHub();
+      const detail = await hub.model(request.id, signal);
+      const version = request.version ?? detail.default_version;
+      if (version === null || !detail.versions.some((v) => v.version === version)) {
+        throw new ModelhubError('VERSION_NOT_FOUND', `model ${request.id} has no version ${version ?? '(none published)'}`, { details: { versions: detail.versions.map((v) => v.version) } });
+      }
+      const { manifestText, signatureText } = await hub.modelManifest(request.id, version, signal);
+      const installed = ctx.registry.models().find((m) => m.id === request.id)?.versions ?? [];
+      return { version, manifestText, signatureText, installedVersions: installed };
+    }),
+
+    verifyModelManifest: effect<VerifyModelInput, VerifiedModel>(async ({ id, resolved }) => {
+      const keys = await ctx.trust.keys();
+      if (keys.length === 0) throw new ModelhubError('UNTRUSTED_KEY', 'the trust store is empty: add the publisher key with `modelhub trust add KEY.pub`');
+      const { keyId } = verifyOrThrow({ message: Buffer.from(resolved.manifestText, 'utf8'), signature: resolved.signatureText, trustedKeys: keys });
+      const m = parseJsonOrThrow(modelManifestSchema, resolved.manifestText, 'MANIFEST_INVALID', 'manifest');
+      assertManifestConsistent(m);
+      if (m.id !== id || m.version !== resolved.version) {
+        throw new ModelhubError('MANIFEST_MISMATCH', `the signed manifest is for ${m.id} ${m.version}, but ${id} ${resolved.version} was asked for`);
+      }
+      const totalBytes = m.files.reduce((n, f) => n + f.size, 0);
+      await mkdir(ctx.home.root, { recursive: true });
+      const s = await statfs(ctx.home.root);
+      if (s.bavail * s.bsize < totalBytes + 64 * 1024 * 1024) {
+        throw new ModelhubError('INSUFFICIENT_DISK', `${totalBytes} bytes are needed in ${ctx.home.root}, ${s.bavail * s.bsize} are free`);
+      }
+      const hub = ctx.requireHub();
+      return { keyId, totalBytes, files: m.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256, url: hub.modelFileUrl(id, m.version, f.path) })) };
+    }),
+
+    downloadModelFiles: effect<DownloadModelInput, { stagingDir: string }>(async ({ id, version, files }, signal) => {
+      const dir = partialDir(ctx, id, version);
+      await mkdir(dir, { recursive: true });
+      const total = files.reduce((n, f) => n + f.size, 0);
+      const done = new Map<string, number>();
+      const meter = new SpeedMeter();
+      let checkpoint = { bytes: 0, t: ctx.now() };
+      let lastRow = 0;
+      const report = (): void => {
+        const bytes = [...done.values()].reduce((a, b) => a + b, 0);
+        const t = ctx.now();
+        const s = meter.sample(bytes, t);
+        const ev = { jobId: job.jobId, kind: 'model_pull' as const, target: job.target(), phase: 'downloading', bytesDone: bytes, bytesTotal: total, speedBps: s.speedBps, etaSeconds: s.etaSeconds(total), ts: t };
+        ctx.progress.emit(ev);
+        if (t - lastRow >= 250) {
+          lastRow = t;
+          ctx.jobs.setProgress(job.jobId, ev);
+        }
+        if (bytes - checkpoint.bytes >= CHECKPOINT_BYTES && t - checkpoint.t >= CHECKPOINT_MS) {
+          checkpoint = { bytes, t };
+          job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: bytes, bytesTotal: total });
+        }
+      };
+      const queue = [...files];
+      const worker = async (): Promise<void> => {
+        for (let f = queue.shift(); f !== undefined; f = queue.shift()) {
+          const file = f;
+          const dest = path.join(dir, ...file.path.split('/'));
+          await mkdir(path.dirname(dest), { recursive: true });
+          await downloadFile({
+            url: file.url,
+            dest,
+            expectedSize: file.size,
+            expectedSha256: file.sha256,
+            fetch: ctx.fetch,
+            signal,
+            stallTimeoutMs: ctx.stallTimeoutMs,
+            onProgress: (p) => {
+              done.set(file.path, p.bytesDone);
+              report();
+            },
+          });
+          done.set(file.path, file.size);
+          report();
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, files.length) }, worker));
+      return { stagingDir: dir };
+    }),
+
+    installModel: effect<InstallModelInput, { path: string }>(async ({ id, version, stagingDir }) => {
+      const target = ctx.home.modelDir(id, version);
+      if (await exists(stagingDir)) {
+        if (await exists(target)) await rm(target, { recursive: true, force: true });
+        await rename(stagingDir, target);
+        await fsyncDir(path.dirname(target));
+      } else if (!(await exists(target))) {
+        throw new ModelhubError('INTERNAL', `neither ${stagingDir} nor ${target} exists`);
+      }
+      return { path: target };
+    }),
+
+    cleanUpModel: effect<CleanUpModelInput, { removed: string[] }>(async ({ id, version, discard }) => {
+      // Only bad bytes are thrown away; an interrupted pull keeps its partial files to resume.
+      if (!discard || version === null) return { removed: [] };
+      const dir = partialDir(ctx, id, version);
+      await rm(dir, { recursive: true, force: true });
+      return { removed: [dir] };
+    }),
+  };
+}

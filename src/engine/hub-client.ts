@@ -1,0 +1,122 @@
+// What the engine asks the hub: a service's versions, a release's manifest and signature.
+// Through the injectable FetchLike, so an Electron app can pass its own fetch.
+import { z } from 'zod';
+import { isErrorCode, ModelhubError } from '../errors.js';
+import type { FetchLike, FetchResponseLike } from '../download/fetch-like.js';
+
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+
+async function readBody(res: FetchResponseLike, max: number): Promise<string> {
+  if (res.body === null) return '';
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    total += chunk.length;
+    if (total > max) throw new ModelhubError('SIZE_EXCEEDED', `hub answer larger than ${max} bytes`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const envelope = z.object({ error: z.string(), message: z.string().optional() });
+
+const serviceDetail = z.object({
+  service_id: z.string(),
+  latest_version: z.string().nullable(),
+  versions: z.array(
+    z.object({
+      version: z.string(),
+      platforms: z.record(z.string(), z.object({ sha256: z.string(), size_bytes: z.number() }).loose()),
+    }).loose(),
+  ),
+}).loose();
+export type ServiceDetail = z.infer<typeof serviceDetail>;
+
+const modelDetail = z.object({
+  id: z.string(),
+  default_version: z.string().nullable(),
+  versions: z.array(z.object({ version: z.string() }).loose()),
+}).loose();
+export type ModelDetail = z.infer<typeof modelDetail>;
+
+export class HubClient {
+  readonly base: string;
+
+  constructor(base: string, private readonly fetch: FetchLike) {
+    this.base = base.replace(/\/+$/, '');
+  }
+
+  private async get(path: string, signal: AbortSignal, max = MAX_JSON_BYTES): Promise<string> {
+    const url = this.base + path;
+    let res: FetchResponseLike;
+    try {
+      res = await this.fetch(url, { method: 'GET', headers: { accept: 'application/json, text/plain' }, signal });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw new ModelhubError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err });
+    }
+    const text = await readBody(res, max);
+    if (res.status >= 200 && res.status < 300) return text;
+    let code: string | undefined;
+    let message = text.slice(0, 300);
+    try {
+      const e = envelope.safeParse(JSON.parse(text));
+      if (e.success) {
+        code = e.data.error;
+        message = e.data.message ?? message;
+      }
+    } catch {
+      // not an envelope
+    }
+    if (isErrorCode(code)) throw new ModelhubError(code, `hub: ${message}`, { details: { status: res.status, url } });
+    if (res.status === 404) throw new ModelhubError('NOT_FOUND', `hub: ${url} not found`);
+    throw new ModelhubError('NETWORK_ERROR', `hub answered ${res.status} for ${url}`, { retryable: res.status >= 500 });
+  }
+
+  private async getJson<S extends z.ZodType>(path: string, schema: S, signal: AbortSignal): Promise<z.infer<S>> {
+    const text = await this.get(path, signal);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new ModelhubError('NETWORK_ERROR', `hub: ${path} is not JSON`, { cause: err });
+    }
+    const r = schema.safeParse(value);
+    if (!r.success) throw new ModelhubError('NETWORK_ERROR', `hub: unexpected answer for ${path}: ${r.error.issues[0]?.message ?? ''}`);
+    return r.data;
+  }
+
+  service(id: string, signal: AbortSignal): Promise<ServiceDetail> {
+    return this.getJson(`/api/services/${encodeURIComponent(id)}`, serviceDetail, signal);
+  }
+
+  model(id: string, signal: AbortSignal): Promise<ModelDetail> {
+    return this.getJson(`/api/models/${encodeURIComponent(id)}`, modelDetail, signal);
+  }
+
+  serviceManifest(id: string, version: string, platform: string, signal: AbortSignal): Promise<{ manifestText: string; signatureText: string }> {
+    const base = `/api/services/${encodeURIComponent(id)}/${encodeURIComponent(version)}/${encodeURIComponent(platform)}`;
+    return Promise.all([this.get(`${base}/manifest`, signal, 8 * 1024 * 1024), this.get(`${base}/manifest.minisig`, signal, 64 * 1024)]).then(
+      ([manifestText, signatureText]) => ({ manifestText, signatureText }),
+    );
+  }
+
+  modelManifest(id: string, version: string, signal: AbortSignal): Promise<{ manifestText: string; signatureText: string }> {
+    const base = `/api/models/${encodeURIComponent(id)}/${encodeURIComponent(version)}`;
+    return Promise.all([this.get(`${base}/manifest`, signal, 8 * 1024 * 1024), this.get(`${base}/manifest.minisig`, signal, 64 * 1024)]).then(
+      ([manifestText, signatureText]) => ({ manifestText, signatureText }),
+    );
+  }
+
+  ranking(limit: number, signal: AbortSignal): Promise<{ model_id: string; request_count: number; rank: number }[]> {
+    return this.getJson(`/api/model-usage/ranking?limit=${limit}`, z.array(z.object({ model_id: z.string(), request_count: z.number(), rank: z.number() })), signal);
+  }
+
+  archiveUrl(id: string, version: string, platform: string): string {
+    return `${this.base}/storage/services/${encodeURIComponent(id)}/${encodeURIComponent(version)}/${encodeURIComponent(platform)}/service.zip`;
+  }
+
+  modelFileUrl(id: string, version: string, filePath: string): string {
+    return `${this.base}/storage/models/${encodeURIComponent(id)}/${encodeURIComponent(version)}/${filePath.split('/').map(encodeURIComponent).join('/')}`;
+  }
+}

@@ -1,0 +1,159 @@
+// Runs one job's machine as a durable workflow. Every event the root actor receives — the
+// init, outside events and the done/error events of its effects, with their output — is
+// appended with the persisted snapshot in one SQLite transaction from inside XState's update,
+// synchronously. Effects start with a yield (see effect.ts), so none acts on a state before the
+// state is on disk.
+import { createActor, type AnyStateMachine, type AnyActorRef, type InspectionEvent, type Snapshot } from 'xstate';
+import { toModelhubError } from '../errors.js';
+import type { JobKind, JobsStore } from './jobs-store.js';
+import type { Leases } from './leases.js';
+
+export interface JobHandle {
+  send(event: { type: string; [k: string]: unknown }): void;
+  readonly signal: AbortSignal;
+}
+
+export interface RunSpec {
+  jobId: string;
+  kind: JobKind;
+  subject: string;
+  owner: string;
+  machine: AnyStateMachine;
+  start: { input: unknown } | { snapshot: Snapshot<unknown>; restores: number };
+  store: JobsStore;
+  leases: Leases;
+  now: () => number;
+  heartbeatMs?: number;
+  onState?: (state: string, context: unknown, event: { type: string }) => void;
+  targetOf?: (context: unknown) => string | undefined;
+}
+
+export interface RunResult {
+  state: string;
+  output: unknown;
+}
+
+export function stateString(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null) {
+    const first: [string, unknown] = Object.entries(value as Record<string, unknown>)[0] ?? ['', ''];
+    return `${first[0]}.${stateString(first[1])}`;
+  }
+  return String(value);
+}
+
+/** Errors become their JSON form in the log, the same object machines read in a replay. */
+export function loggableEvent(event: { type: string; [k: string]: unknown }): { type: string; [k: string]: unknown } {
+  if (event.type.startsWith('xstate.error.actor.')) {
+    const e = toModelhubError(event.error);
+    return { type: event.type, error: { code: e.code, message: e.message, retryable: e.retryable } };
+  }
+  return JSON.parse(JSON.stringify(event)) as { type: string; [k: string]: unknown };
+}
+
+interface MachineSnapshotLike {
+  value: unknown;
+  context: unknown;
+  status: string;
+  output?: unknown;
+}
+
+export class JobRun implements JobHandle {
+  private actor: AnyActorRef | undefined;
+  private readonly abort = new AbortController();
+  private failure: unknown;
+  readonly done: Promise<RunResult>;
+
+  constructor(private readonly spec: RunSpec) {
+    let resolveDone!: (r: RunResult) => void;
+    let rejectDone!: (e: unknown) => void;
+    this.done = new Promise<RunResult>((res, rej) => {
+      resolveDone = res;
+      rejectDone = rej;
+    });
+    this.resolveDone = resolveDone;
+    this.rejectDone = rejectDone;
+  }
+
+  private resolveDone: (r: RunResult) => void;
+  private rejectDone: (e: unknown) => void;
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  send(event: { type: string; [k: string]: unknown }): void {
+    if (this.failure === undefined) this.actor?.send(event);
+  }
+
+  private halt(err: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = err;
+    this.abort.abort(err);
+    setImmediate(() => {
+      this.actor?.stop();
+      this.rejectDone(err);
+    });
+  }
+
+  start(): this {
+    const { spec } = this;
+    const restored = 'snapshot' in spec.start;
+    const inspect = (ev: InspectionEvent): void => {
+      if (ev.type !== '@xstate.snapshot' || ev.actorRef !== this.actor || this.failure !== undefined) return;
+      const event = ev.event;
+      // A restored actor replays a synthetic init; it is not an event of the job.
+      if (restored && event.type === 'xstate.init') return;
+      const snap = ev.snapshot as unknown as MachineSnapshotLike;
+      const state = stateString(snap.value);
+      try {
+        spec.store.append({
+          jobId: spec.jobId,
+          kind: spec.kind,
+          ts: spec.now(),
+          event: loggableEvent(event),
+          state,
+          snapshot: this.actor.getPersistedSnapshot(),
+          context: snap.context,
+          done: snap.status === 'done',
+          output: snap.output,
+          target: spec.targetOf?.(snap.context),
+          owner: spec.owner,
+        });
+      } catch (err) {
+        this.halt(err);
+        return;
+      }
+      spec.onState?.(state, snap.context, event);
+      if (snap.status === 'done') {
+        this.finish();
+        this.resolveDone({ state, output: snap.output });
+      }
+    };
+
+    this.actor =
+      'snapshot' in spec.start
+        ? createActor(spec.machine, { snapshot: spec.start.snapshot, inspect })
+        : createActor(spec.machine, { input: spec.start.input, inspect });
+    this.actor.subscribe({ error: (err) => this.halt(err) });
+
+    const beat = setInterval(() => {
+      if (!spec.leases.heartbeat(spec.subject, spec.now())) {
+        this.halt(new Error(`job ${spec.jobId}: lease on ${spec.subject} was taken over`));
+      }
+    }, spec.heartbeatMs ?? 3000);
+    beat.unref();
+    this.stopBeat = () => clearInterval(beat);
+
+    this.actor.start();
+    if ('snapshot' in spec.start) this.actor.send({ type: 'RESTORED', restores: spec.start.restores });
+    return this;
+  }
+
+  private stopBeat: () => void = () => undefined;
+
+  private finish(): void {
+    this.stopBeat();
+    this.spec.leases.release(this.spec.subject);
+  }
+}

@@ -1,0 +1,470 @@
+// The runtime manager: start a service from its service.json, wait until it is healthy, stop it.
+//
+// Services outlive the CLI command that started them. `startService` spawns a small detached
+// supervisor (supervisor.ts) which leads a new process group, spawns the service with pipes,
+// copies its output into `<logsDir>/<id>.log` with size-bounded rotation, forwards SIGTERM and
+// exits with the service. The pid returned (and recorded by the engine) is the **supervisor's**:
+// it is the process-group leader, so `stopService(pid)` reaches the service and every process
+// it spawned. The service's own pid is returned too, as `servicePid`, for diagnostics.
+//
+// Nothing here asks which OS it runs on; the platform adapter answers those questions.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ModelhubError } from '../errors.js';
+import { platformAdapter, type PlatformAdapter } from '../platform/adapter.js';
+import { ID_PATTERN, type Platform } from '../schemas/common.js';
+import type { HealthCheck, ServiceJson } from '../schemas/service.js';
+import { choosePort } from './ports.js';
+import { DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from './rotating-log.js';
+import type { SupervisorMessage, SupervisorStart } from './supervisor.js';
+
+export { choosePort } from './ports.js';
+
+export interface StartRequest {
+  serviceId: string;
+  version: string;
+  versionDir: string;
+  service: ServiceJson;
+  platform: Platform;
+  logsDir: string;
+  adapter?: PlatformAdapter;
+  /** Base environment, default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Log rotation bound per file (default 10 MiB) and rotated files kept (default 3). */
+  logMaxBytes?: number;
+  logKeep?: number;
+  /** An exit within this many ms of spawning fails the start (default 100). */
+  earlyExitMs?: number;
+}
+
+export interface RunningService {
+  /** The supervisor's pid: the process-group leader whose tree stopService kills. Record this one. */
+  pid: number;
+  port: number;
+  /** ms since the epoch. */
+  startedAt: number;
+  logFile: string;
+  /** The service's argv: the resolved program, then exec.args. */
+  command: string[];
+  /** The service process itself (a child of `pid`); informational. */
+  servicePid: number;
+}
+
+export const EARLY_EXIT_MS = 100;
+/** The supervisor's argv is `node …/supervisor.js --service <id>@<version>`; ps shows which service. */
+const SUPERVISOR_FLAG = '--service';
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 5_000;
+/** After SIGKILL, how long the tree may take to disappear before stopService gives up. */
+const KILL_WAIT_MS = 10_000;
+const POLL_MS = 25;
+/** Environment variables of the CLI that a service must never see. */
+const WITHHELD_ENV = new Set(['MODELHUB_ADMIN_TOKEN']);
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping for services started by this process: how they ended, where they log.
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+const exits = new Map<number, Exit>();
+const logFiles = new Map<number, string>();
+const REMEMBERED = 256;
+
+/** Set, keeping only the most recent entries (a long-lived Electron main process starts many). */
+function remember<V>(map: Map<number, V>, pid: number, value: V): void {
+  map.delete(pid);
+  map.set(pid, value);
+  while (map.size > REMEMBERED) {
+    const oldest = map.keys().next();
+    if (oldest.done === true) break;
+    map.delete(oldest.value);
+  }
+}
+
+function describeExit(e: Exit | undefined): string {
+  if (e === undefined) return 'exited';
+  if (e.code !== null) return `exited with code ${e.code}`;
+  return `was killed by ${e.signal ?? 'a signal'}`;
+}
+
+async function logTail(file: string | undefined, bytes = 4096): Promise<string> {
+  if (file === undefined) return '';
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const { size } = await fh.stat();
+      const start = Math.max(0, size - bytes);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+async function exitError(pid: number, what: string, extra: Record<string, unknown> = {}): Promise<ModelhubError> {
+  const exit = exits.get(pid);
+  const logFile = logFiles.get(pid);
+  const tail = await logTail(logFile);
+  const lastLine = tail.trimEnd().split('\n').filter((l) => !l.startsWith('[modelhub ')).pop();
+  const hint = logFile === undefined ? '' : ` (log: ${logFile}${lastLine === undefined ? '' : `; last output: ${lastLine.slice(0, 300)}`})`;
+  return new ModelhubError('START_FAILED', `service ${describeExit(exit)} ${what}${hint}`, {
+    details: { pid, exit_code: exit?.code ?? null, signal: exit?.signal ?? null, log_file: logFile ?? null, log_tail: tail, ...extra },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor script
+
+/**
+ * The compiled supervisor. Next to this module when running from dist/ (`dist/src/runtime/`);
+ * when this module runs from its TypeScript source (vitest), the sibling is a .ts file, so the
+ * compiled one is taken from `<repo>/dist/src/runtime/supervisor.js` (`npm run build` makes it).
+ */
+export function supervisorScript(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const sibling = path.join(here, 'supervisor.js');
+  if (existsSync(sibling)) return sibling;
+  const built = path.resolve(here, '..', '..', 'dist', 'src', 'runtime', 'supervisor.js');
+  if (existsSync(built)) return built;
+  throw new ModelhubError('START_FAILED', `the service supervisor is not built (looked for ${sibling} and ${built}); run npm run build`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+function withoutKeys(env: NodeJS.ProcessEnv, drop: (key: string) => boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && !drop(k)) out[k] = v;
+  return out;
+}
+
+/** The service's environment: base (minus secrets) ← platform entry env ← the injected variables. */
+export function serviceEnv(
+  base: NodeJS.ProcessEnv,
+  platformEnv: Record<string, string> | undefined,
+  injected: { PORT: number; SERVICE_DIR: string; SERVICE_ID: string; SERVICE_VERSION: string },
+): Record<string, string> {
+  const injectedVars: Record<string, string> = {
+    PORT: String(injected.PORT),
+    SERVICE_DIR: injected.SERVICE_DIR,
+    MODELS_DIR: path.join(injected.SERVICE_DIR, 'models'),
+    SERVICE_ID: injected.SERVICE_ID,
+    SERVICE_VERSION: injected.SERVICE_VERSION,
+  };
+  // Keys compare case-insensitively, so a platform `Port` cannot shadow the injected `PORT` on
+  // Windows, where the environment is case-insensitive.
+  const injectedUpper = new Set(Object.keys(injectedVars).map((k) => k.toUpperCase()));
+  const env = withoutKeys(base, (k) => WITHHELD_ENV.has(k.toUpperCase()) || injectedUpper.has(k.toUpperCase()));
+  for (const [k, v] of Object.entries(platformEnv ?? {})) if (!injectedUpper.has(k.toUpperCase())) env[k] = v;
+  return { ...env, ...injectedVars };
+}
+
+export async function startService(req: StartRequest): Promise<RunningService> {
+  const adapter = req.adapter ?? platformAdapter;
+  if (!ID_PATTERN.test(req.serviceId) || req.serviceId.includes('..')) {
+    throw new ModelhubError('INVALID_REQUEST', `not a valid service id: ${JSON.stringify(req.serviceId)}`);
+  }
+  const entry = req.service.platforms[req.platform];
+  if (entry === undefined) {
+    throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `service ${req.serviceId} ${req.version} has no entry for platform ${req.platform}`, {
+      details: { platform: req.platform, platforms: Object.keys(req.service.platforms) },
+    });
+  }
+  const versionDir = path.resolve(req.versionDir);
+  const base = req.env ?? process.env;
+  // The program is looked up with the environment it will run with (a platform entry may set PATH).
+  const lookupEnv = { ...withoutKeys(base, () => false), ...(entry.env ?? {}) };
+  const program = await adapter.resolveProgram(entry.exec.program, versionDir, lookupEnv);
+  const args = entry.exec.args;
+  const port = await choosePort(req.service.default_port);
+  const env = serviceEnv(base, entry.env, {
+    PORT: port,
+    SERVICE_DIR: versionDir,
+    SERVICE_ID: req.serviceId,
+    SERVICE_VERSION: req.version,
+  });
+
+  const logsDir = path.resolve(req.logsDir);
+  await mkdir(logsDir, { recursive: true });
+  const logFile = path.join(logsDir, `${req.serviceId}.log`);
+  const script = supervisorScript();
+
+  const start: SupervisorStart = {
+    type: 'start',
+    label: `${req.serviceId}@${req.version}`,
+    program,
+    args,
+    cwd: versionDir,
+    env,
+    logFile,
+    logMaxBytes: req.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+    logKeep: req.logKeep ?? DEFAULT_LOG_KEEP,
+  };
+
+  // The supervisor itself is Node: keep NODE_OPTIONS (meant for the service, or inherited from a
+  // test runner or debugger) away from it; the service gets its environment through IPC.
+  const supervisorEnv = withoutKeys(env, (k) => k.toUpperCase() === 'NODE_OPTIONS');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [script, SUPERVISOR_FLAG, start.label], {
+      ...adapter.spawnDetachedOptions(),
+      cwd: logsDir,
+      env: supervisorEnv,
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    });
+  } catch (err) {
+    throw new ModelhubError('START_FAILED', `cannot start the service supervisor: ${(err as Error).message}`, { cause: err });
+  }
+  const startedAt = Date.now();
+
+  const servicePid = await new Promise<number>((resolve, reject) => {
+    let settled = false;
+    let spawnedPid: number | null = null;
+    let earlyTimer: NodeJS.Timeout | undefined;
+    const done = (err: Error | null, pid?: number): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(handshakeTimer);
+      clearTimeout(earlyTimer);
+      child.off('message', onMessage);
+      child.off('exit', onEarlyExit);
+      if (err !== null) reject(err);
+      else resolve(pid ?? -1);
+    };
+    const handshakeTimer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          adapter.terminateTree(child.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      done(new ModelhubError('START_FAILED', `the service supervisor did not report within ${HANDSHAKE_TIMEOUT_MS} ms`));
+    }, HANDSHAKE_TIMEOUT_MS);
+    const onMessage = (m: SupervisorMessage): void => {
+      if (m.type === 'ready') {
+        child.send(start, (err) => {
+          if (err !== null) done(new ModelhubError('START_FAILED', `cannot talk to the service supervisor: ${err.message}`, { cause: err }));
+        });
+      } else if (m.type === 'error') {
+        done(
+          new ModelhubError('START_FAILED', `cannot start ${program}: ${m.message}`, {
+            details: { program, args, code: m.code ?? null, log_file: logFile },
+          }),
+        );
+      } else if (m.type === 'spawned' && spawnedPid === null) {
+        spawnedPid = m.pid;
+        earlyTimer = setTimeout(() => done(null, m.pid), req.earlyExitMs ?? EARLY_EXIT_MS);
+      }
+    };
+    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      remember(exits, child.pid ?? -1, { code, signal });
+      const when = spawnedPid === null ? 'before it started' : `within ${req.earlyExitMs ?? EARLY_EXIT_MS} ms of starting`;
+      void exitError(child.pid ?? -1, when, { program, args }).then((e) => done(e));
+    };
+    child.on('message', onMessage);
+    child.once('exit', onEarlyExit);
+    // `on`, not `once`: a second 'error' without a listener would crash this process.
+    child.on('error', (err) => done(new ModelhubError('START_FAILED', `cannot start the service supervisor: ${err.message}`, { cause: err })));
+    if (child.pid !== undefined) remember(logFiles, child.pid, logFile);
+  });
+
+  const pid = child.pid;
+  if (pid === undefined) throw new ModelhubError('START_FAILED', 'the service supervisor has no pid');
+  // Let go: the supervisor runs on without us, and this process may exit whenever it likes.
+  child.on('exit', (code, signal) => remember(exits, pid, { code, signal }));
+  if (child.connected) child.disconnect();
+  child.unref();
+  return { pid, port, startedAt, logFile, command: [program, ...args], servicePid };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stop
+
+/**
+ * Whether `pid` is a modelhub supervisor: true or false where the OS shows command lines (Linux),
+ * null where it cannot tell.
+ */
+export function isSupervisorProcess(pid: number, adapter: PlatformAdapter = platformAdapter): boolean | null {
+  const argv = adapter.commandLine(pid);
+  if (argv === null) return null;
+  const i = argv.findIndex((a) => /[\\/]supervisor\.js$/.test(a));
+  return i >= 0 && argv[i + 1] === SUPERVISOR_FLAG;
+}
+
+export function isAlive(pid: number): boolean {
+  return platformAdapter.isAlive(pid);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitTreeGone(adapter: PlatformAdapter, pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (!adapter.isTreeAlive(pid)) return true;
+    if (Date.now() >= until) return false;
+    await sleep(Math.min(POLL_MS, Math.max(1, until - Date.now())));
+  }
+}
+
+/**
+ * Stop the tree led by `pid` (the supervisor): SIGTERM to the tree, up to `graceMs` for it to
+ * exit, then SIGKILL to the tree. Resolves once the tree is gone; `forced` says whether SIGKILL
+ * was needed. A pid that is already gone is a no-op.
+ */
+export async function stopService(pid: number, opts: { graceMs?: number; adapter?: PlatformAdapter } = {}): Promise<{ forced: boolean }> {
+  const adapter = opts.adapter ?? platformAdapter;
+  const graceMs = opts.graceMs ?? STOP_GRACE_MS;
+  if (!adapter.isTreeAlive(pid)) return { forced: false };
+  // A recorded pid may have been reused (after a reboot, say) by a process that is none of ours:
+  // where the OS shows command lines, signal only a modelhub supervisor's tree.
+  if (adapter.isAlive(pid) && isSupervisorProcess(pid, adapter) === false) return { forced: false };
+  adapter.terminateTree(pid, 'SIGTERM');
+  if (await waitTreeGone(adapter, pid, graceMs)) return { forced: false };
+  adapter.terminateTree(pid, 'SIGKILL');
+  if (await waitTreeGone(adapter, pid, KILL_WAIT_MS)) return { forced: true };
+  throw new ModelhubError('INTERNAL', `process tree ${pid} is still running ${KILL_WAIT_MS} ms after SIGKILL`, { details: { pid } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+export interface HealthRequest {
+  port: number;
+  health: HealthCheck | undefined;
+  pid: number;
+  /** Absolute, ms since the epoch. */
+  deadline: number;
+  signal?: AbortSignal;
+  now?: () => number;
+  adapter?: PlatformAdapter;
+}
+
+interface ProbeResult {
+  ok: boolean;
+  /** What was seen: "HTTP 503", "connect ECONNREFUSED 127.0.0.1:1234", … */
+  seen: string;
+}
+
+const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
+/** Without a health_check: how often the port is tried. */
+const TCP_INTERVAL_MS = 100;
+
+function httpProbe(port: number, endpoint: string, timeoutMs: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (r: ProbeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const req = http.get({ host: '127.0.0.1', port, path: endpoint, agent: false, headers: { connection: 'close' } }, (res) => {
+      const status = res.statusCode ?? 0;
+      res.resume();
+      res.on('error', () => undefined);
+      finish({ ok: status >= 200 && status < 300, seen: `HTTP ${status}` });
+    });
+    const timer = setTimeout(() => {
+      finish({ ok: false, seen: `no answer within ${timeoutMs} ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (err) => finish({ ok: false, seen: err.message }));
+  });
+}
+
+function tcpProbe(port: number, timeoutMs: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const finish = (r: ProbeResult): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ ok: false, seen: `no TCP connection within ${timeoutMs} ms` }), timeoutMs);
+    socket.once('connect', () => finish({ ok: true, seen: 'TCP connection accepted' }));
+    socket.once('error', (err) => finish({ ok: false, seen: err.message }));
+  });
+}
+
+function probe(port: number, health: HealthCheck | undefined, timeoutMs: number): Promise<ProbeResult> {
+  return health === undefined ? tcpProbe(port, timeoutMs) : httpProbe(port, health.endpoint, timeoutMs);
+}
+
+/** One probe, for `status`: GET the health endpoint (2xx = healthy), or a TCP connect without one. */
+export async function probeHealth(port: number, health: HealthCheck | undefined, timeoutMs = DEFAULT_PROBE_TIMEOUT_MS): Promise<boolean> {
+  return (await probe(port, health, timeoutMs)).ok;
+}
+
+/** Sleep up to `ms`, waking early on abort or when `pid` dies (checked every 100 ms). */
+async function watchfulSleep(ms: number, pid: number, adapter: PlatformAdapter, signal: AbortSignal | undefined): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (signal?.aborted === true || !adapter.isAlive(pid)) return;
+    const step = Math.min(100, until - Date.now());
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, step);
+      function done(): void {
+        clearTimeout(t);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      }
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+/**
+ * Wait until the service answers its health check: `startup_grace_ms` first, then a probe every
+ * `interval_ms` (each with its own timeout) until one answers 2xx. START_FAILED as soon as `pid`
+ * is gone ("exited with code N" when this process started it); HEALTH_CHECK_FAILED once the
+ * deadline passes, naming the last answer or error. An abort rejects with the signal's reason.
+ * Without a health_check, healthy means the port accepts TCP connections.
+ */
+export async function waitHealthy(req: HealthRequest): Promise<{ checks: number; elapsedMs: number }> {
+  const adapter = req.adapter ?? platformAdapter;
+  const now = req.now ?? Date.now;
+  const started = now();
+  const interval = req.health?.interval_ms ?? TCP_INTERVAL_MS;
+  const grace = req.health?.startup_grace_ms ?? 0;
+  const target = req.health === undefined ? `port ${req.port}` : `http://127.0.0.1:${req.port}${req.health.endpoint}`;
+
+  const assertAlive = async (): Promise<void> => {
+    if (adapter.isAlive(req.pid)) return;
+    await sleep(20); // let this process see the exit status of a child it started
+    throw await exitError(req.pid, 'before becoming healthy', { port: req.port });
+  };
+
+  await watchfulSleep(Math.min(grace, req.deadline - now()), req.pid, adapter, req.signal);
+  let checks = 0;
+  let last = 'no probe made';
+  for (;;) {
+    req.signal?.throwIfAborted();
+    await assertAlive();
+    const remaining = req.deadline - now();
+    const timeout = Math.max(100, Math.min(Math.max(DEFAULT_PROBE_TIMEOUT_MS, interval), remaining));
+    const result = await probe(req.port, req.health, timeout);
+    checks++;
+    // A healthy answer from a port whose service died belongs to someone else.
+    await assertAlive();
+    if (result.ok) return { checks, elapsedMs: now() - started };
+    last = result.seen;
+    if (now() >= req.deadline) {
+      throw new ModelhubError('HEALTH_CHECK_FAILED', `${target} did not become healthy in time after ${checks} checks; last: ${last}`, {
+        details: { port: req.port, pid: req.pid, checks, last, log_file: logFiles.get(req.pid) ?? null },
+      });
+    }
+    await watchfulSleep(Math.min(interval, Math.max(0, req.deadline - now())), req.pid, adapter, req.signal);
+  }
+}

@@ -1,0 +1,141 @@
+// A loopback proxy in front of a real hub that counts what it serves and, when told, misbehaves
+// on package downloads the way a hostile or broken server would.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll } from 'vitest';
+
+export type Misbehaviour =
+  | { kind: 'none' }
+  | { kind: 'flip'; at: number }
+  | { kind: 'truncate'; after: number }
+  | { kind: 'extend'; extra: number }
+  | { kind: 'ignore-range' }
+  | { kind: 'swap-manifest'; from: string }
+  | { kind: 'stall'; after: number };
+
+export interface Proxy {
+  url: string;
+  mode: Misbehaviour;
+  /** Bytes of package bodies sent, and requests, per path. */
+  bytes: Map<string, number>;
+  requests: Map<string, number>;
+  /** Bytes per second for package bodies; 0 = unlimited. */
+  rate: number;
+  close(): Promise<void>;
+}
+
+const proxies: Proxy[] = [];
+afterAll(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+
+function isPackage(p: string): boolean {
+  return p.endsWith('.zip');
+}
+
+export async function startProxy(target: string): Promise<Proxy> {
+  const t = new URL(target);
+  const sockets = new Set<import('node:net').Socket>();
+  const state: Proxy = {
+    url: '',
+    mode: { kind: 'none' },
+    bytes: new Map(),
+    requests: new Map(),
+    rate: 0,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    const p = url.split('?')[0] ?? url;
+    state.requests.set(p, (state.requests.get(p) ?? 0) + 1);
+    const mode = state.mode;
+    let upstreamPath = url;
+    if (mode.kind === 'swap-manifest' && (p.endsWith('/manifest') || p.endsWith('/manifest.minisig'))) {
+      upstreamPath = url.replace(/\/api\/services\/([^/]+)\/([^/]+)\//, `/api/services/$1/${mode.from}/`);
+    }
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: t.host };
+    if (mode.kind === 'ignore-range' && isPackage(p)) {
+      delete headers.range;
+      delete headers['if-range'];
+    }
+    const up = http.request({ host: t.hostname, port: t.port, path: upstreamPath, method: req.method, headers }, (ur) => {
+      const out = { ...ur.headers };
+      if (!isPackage(p)) {
+        res.writeHead(ur.statusCode ?? 502, out);
+        ur.pipe(res);
+        return;
+      }
+      if (mode.kind === 'extend' && ur.statusCode === 200) out['content-length'] = String(Number(out['content-length'] ?? 0) + mode.extra);
+      if (mode.kind === 'truncate' || mode.kind === 'stall') delete out['content-length'];
+      res.writeHead(ur.statusCode ?? 502, out);
+      let sent = 0;
+      let offset = 0;
+      const startOffset = Number(/^bytes (\d+)-/.exec(String(ur.headers['content-range'] ?? ''))?.[1] ?? 0);
+      const started = Date.now();
+      // A client that went away (killed) stops the transfer: only bytes handed to a live
+      // socket are counted as served.
+      res.on('close', () => ur.destroy());
+      ur.on('data', (chunk: Buffer) => {
+        if (res.destroyed || res.writableEnded) return;
+        let data = chunk;
+        if (mode.kind === 'flip') {
+          const at = mode.at - startOffset - offset;
+          if (at >= 0 && at < data.length) {
+            data = Buffer.from(data);
+            data[at] = data[at]! ^ 0xff;
+          }
+        }
+        if ((mode.kind === 'truncate' || mode.kind === 'stall') && sent + data.length > mode.after) {
+          data = data.subarray(0, Math.max(0, mode.after - sent));
+          if (data.length > 0) res.write(data);
+          sent += data.length;
+          state.bytes.set(p, (state.bytes.get(p) ?? 0) + data.length);
+          ur.destroy();
+          if (mode.kind === 'truncate') res.destroy();
+          return;
+        }
+        offset += chunk.length;
+        sent += data.length;
+        state.bytes.set(p, (state.bytes.get(p) ?? 0) + data.length);
+        const ok = res.write(data);
+        if (state.rate > 0) {
+          const due = started + (sent / state.rate) * 1000;
+          const wait = due - Date.now();
+          if (wait > 0) {
+            ur.pause();
+            setTimeout(() => ur.resume(), wait);
+          }
+        } else if (!ok) {
+          ur.pause();
+          res.once('drain', () => ur.resume());
+        }
+      });
+      ur.on('end', () => {
+        if (mode.kind === 'extend' && ur.statusCode === 200) {
+          res.write(Buffer.alloc(mode.extra, 0x41));
+          state.bytes.set(p, (state.bytes.get(p) ?? 0) + mode.extra);
+        }
+        res.end();
+      });
+      ur.on('error', () => res.destroy());
+    });
+    up.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    req.pipe(up);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  proxies.push(state);
+  return state;
+}

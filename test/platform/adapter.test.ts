@@ -1,0 +1,420 @@
+// The platform adapter: every OS's decisions as data (only Linux runs here), and the Linux
+// behaviour for real — both `current` pointer strategies, program resolution, tree termination.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmod, mkdir, readdir, readFile, readlink, realpath, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ModelhubError } from '../../src/errors.js';
+import { adapterFor, platformAdapter, renameBackoffMs, RENAME_MAX_ATTEMPTS, type PlatformAdapter } from '../../src/platform/adapter.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const linux = adapterFor('linux', 'x64');
+const darwin = adapterFor('darwin', 'arm64');
+const win = adapterFor('win32', 'x64');
+
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: simulated`), { code });
+}
+
+async function rejection(p: Promise<unknown>): Promise<ModelhubError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ModelhubError);
+    return err as ModelhubError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(20);
+  }
+  return cond();
+}
+
+describe('platform adapter: decisions as data', () => {
+  it('names the release platform of each OS/arch pair', () => {
+    expect(linux.platform).toBe('linux-x64');
+    expect(win.platform).toBe('windows-x64');
+    expect(darwin.platform).toBe('darwin-arm64');
+    expect(adapterFor('darwin', 'x64').platform).toBe('darwin-x64');
+    expect(adapterFor('linux', 'arm64').platform).toBeNull();
+    expect(adapterFor('win32', 'arm64').platform).toBeNull();
+    // Other POSIX systems behave like Linux but have no release platform.
+    const bsd = adapterFor('freebsd', 'x64');
+    expect(bsd.os).toBe('linux');
+    expect(bsd.platform).toBeNull();
+    expect([linux.os, darwin.os, win.os]).toEqual(['linux', 'darwin', 'win32']);
+    expect(platformAdapter.os).toBe(process.platform === 'win32' ? 'win32' : process.platform === 'darwin' ? 'darwin' : 'linux');
+  });
+
+  it('picks the default application-data folder per OS', () => {
+    expect(linux.defaultHome({}, '/home/ada')).toBe('/home/ada/.local/share/modelhub');
+    expect(linux.defaultHome({ XDG_DATA_HOME: '/data/xdg' }, '/home/ada')).toBe('/data/xdg/modelhub');
+    // A relative XDG_DATA_HOME is invalid per the XDG spec and ignored.
+    expect(linux.defaultHome({ XDG_DATA_HOME: 'rel/dir' }, '/home/ada')).toBe('/home/ada/.local/share/modelhub');
+    expect(darwin.defaultHome({ XDG_DATA_HOME: '/ignored' }, '/Users/ada')).toBe('/Users/ada/Library/Application Support/modelhub');
+    expect(win.defaultHome({ LOCALAPPDATA: 'C:\\Users\\ada\\AppData\\Local' }, 'C:\\Users\\ada')).toBe('C:\\Users\\ada\\AppData\\Local\\modelhub');
+    // Windows environment names are case-insensitive.
+    expect(win.defaultHome({ LocalAppData: 'D:\\Local' }, 'C:\\Users\\ada')).toBe('D:\\Local\\modelhub');
+    expect(win.defaultHome({}, 'C:\\Users\\ada')).toBe('C:\\Users\\ada\\AppData\\Local\\modelhub');
+  });
+
+  it('uses a symlink for current on Linux and macOS, current.json on Windows', () => {
+    expect(linux.pointerStrategy).toBe('symlink');
+    expect(darwin.pointerStrategy).toBe('symlink');
+    expect(win.pointerStrategy).toBe('json');
+    expect(linux.currentPath('/h/services/x')).toBe('/h/services/x/current');
+  });
+
+  it('lists executable candidates: PATHEXT on Windows, the name alone elsewhere', () => {
+    expect(linux.executableCandidates('python3', { PATHEXT: '.EXE' })).toEqual(['python3']);
+    expect(darwin.executableCandidates('runtime/bin/python3', {})).toEqual(['runtime/bin/python3']);
+    expect(win.executableCandidates('node', { PATHEXT: '.COM;.EXE;.BAT;.CMD' })).toEqual(['node.com', 'node.exe', 'node.bat', 'node.cmd']);
+    expect(win.executableCandidates('runtime/python', { PATHEXT: '.EXE;.CMD' })).toEqual(['runtime/python.exe', 'runtime/python.cmd']);
+    // A name that already carries an executable extension is taken as it is.
+    expect(win.executableCandidates('runtime/python.exe', { PATHEXT: '.COM;.EXE' })).toEqual(['runtime/python.exe']);
+    expect(win.executableCandidates('tool.CMD', { PATHEXT: '.EXE;.CMD' })).toEqual(['tool.CMD']);
+    // A dot that is not an executable extension still gets one appended.
+    expect(win.executableCandidates('python3.10', { PATHEXT: '.EXE' })).toEqual(['python3.10.exe']);
+    // The key is case-insensitive; without PATHEXT the Windows default applies.
+    expect(win.executableCandidates('node', { PathExt: '.EXE' })).toEqual(['node.exe']);
+    expect(win.executableCandidates('node', {})).toEqual(['node.com', 'node.exe', 'node.bat', 'node.cmd']);
+  });
+
+  it('kills a Windows tree with taskkill /T /F, and uses signals elsewhere', () => {
+    expect(win.killTreeCommand(4242)).toEqual({ command: 'taskkill', args: ['/PID', '4242', '/T', '/F'] });
+    expect(linux.killTreeCommand(4242)).toBeNull();
+    expect(darwin.killTreeCommand(4242)).toBeNull();
+  });
+
+  it('spawns services detached and without a console window', () => {
+    for (const a of [linux, darwin, win]) expect(a.spawnDetachedOptions()).toEqual({ detached: true, windowsHide: true });
+  });
+
+  it('refuses to signal pids that would hit the wrong processes', () => {
+    for (const pid of [0, 1, -5, 1.5, process.pid]) expect(() => linux.terminateTree(pid, 'SIGTERM')).toThrow(/refusing/);
+  });
+});
+
+describe('platform adapter: rename retries', () => {
+  function scripted(failures: string[]): { adapter: (os: string) => PlatformAdapter; calls: string[][]; sleeps: number[] } {
+    const calls: string[][] = [];
+    const sleeps: number[] = [];
+    const queue = [...failures];
+    const rename = async (a: string, b: string): Promise<void> => {
+      calls.push([a, b]);
+      const code = queue.shift();
+      if (code !== undefined) throw errno(code);
+    };
+    const fakeSleep = async (ms: number): Promise<void> => {
+      sleeps.push(ms);
+    };
+    return { adapter: (os) => adapterFor(os, 'x64', { rename, sleep: fakeSleep }), calls, sleeps };
+  }
+
+  it('retries EBUSY/EPERM/EACCES on Windows, then succeeds', async () => {
+    const s = scripted(['EBUSY', 'EPERM', 'EACCES']);
+    await s.adapter('win32').renameWithRetry('a.tmp', 'current.json');
+    expect(s.calls).toEqual([
+      ['a.tmp', 'current.json'],
+      ['a.tmp', 'current.json'],
+      ['a.tmp', 'current.json'],
+      ['a.tmp', 'current.json'],
+    ]);
+    expect(s.sleeps).toEqual([10, 20, 40]);
+  });
+
+  it('gives up after the bound with the last error', async () => {
+    const s = scripted(Array<string>(50).fill('EBUSY'));
+    await expect(s.adapter('win32').renameWithRetry('a', 'b')).rejects.toMatchObject({ code: 'EBUSY' });
+    expect(s.calls).toHaveLength(RENAME_MAX_ATTEMPTS);
+    expect(s.sleeps).toHaveLength(RENAME_MAX_ATTEMPTS - 1);
+    const total = s.sleeps.reduce((n, ms) => n + ms, 0);
+    expect(total).toBeGreaterThan(500);
+    expect(total).toBeLessThanOrEqual(2000);
+    expect(s.sleeps).toEqual(Array.from({ length: RENAME_MAX_ATTEMPTS - 1 }, (_, i) => renameBackoffMs(i)));
+  });
+
+  it('does not retry other errors, nor anything on Linux and macOS', async () => {
+    const w = scripted(['ENOENT']);
+    await expect(w.adapter('win32').renameWithRetry('a', 'b')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(w.calls).toHaveLength(1);
+    for (const os of ['linux', 'darwin']) {
+      const s = scripted(['EBUSY']);
+      await expect(s.adapter(os).renameWithRetry('a', 'b')).rejects.toMatchObject({ code: 'EBUSY' });
+      expect(s.calls).toHaveLength(1);
+      expect(s.sleeps).toHaveLength(0);
+    }
+  });
+});
+
+// Both strategies run for real on Linux: the json one is only *chosen* on Windows.
+const strategies: [string, PlatformAdapter][] = [
+  ['symlink (Linux/macOS)', linux],
+  ['current.json (Windows)', win],
+];
+
+async function serviceDirWith(versions: string[]): Promise<string> {
+  const dir = path.join(await tempDir('modelhub-current-'), 'svc');
+  for (const v of versions) {
+    await mkdir(path.join(dir, v), { recursive: true });
+    await writeFile(path.join(dir, v, 'marker'), v);
+  }
+  return dir;
+}
+
+describe.each(strategies)('current pointer, %s, for real', (_name, adapter) => {
+  it('writes, reads, switches and removes current', async () => {
+    const dir = await serviceDirWith(['1.0.0', '1.1.0']);
+    expect(await adapter.readCurrent(dir)).toBeNull();
+    expect(existsSync(adapter.currentPath(dir))).toBe(false);
+
+    await adapter.writeCurrent(dir, '1.0.0');
+    expect(await adapter.readCurrent(dir)).toBe('1.0.0');
+    expect(await readFile(path.join(adapter.currentPath(dir), 'marker'), 'utf8')).toBe('1.0.0');
+
+    await adapter.writeCurrent(dir, '1.1.0');
+    expect(await adapter.readCurrent(dir)).toBe('1.1.0');
+    expect(await readFile(path.join(adapter.currentPath(dir), 'marker'), 'utf8')).toBe('1.1.0');
+
+    if (adapter.pointerStrategy === 'symlink') {
+      // A relative link, so the data directory can move.
+      expect(await readlink(path.join(dir, 'current'))).toBe('1.1.0');
+    } else {
+      expect(JSON.parse(await readFile(path.join(dir, 'current.json'), 'utf8'))).toEqual({ version: '1.1.0' });
+      expect(adapter.currentPath(dir)).toBe(path.join(dir, '1.1.0'));
+    }
+    // No temp names left behind.
+    expect((await readdir(dir)).sort()).toEqual(['1.0.0', '1.1.0', adapter.pointerStrategy === 'json' ? 'current.json' : 'current']);
+
+    await adapter.removeCurrent(dir);
+    expect(await adapter.readCurrent(dir)).toBeNull();
+    await adapter.removeCurrent(dir); // idempotent
+    expect((await readdir(dir)).sort()).toEqual(['1.0.0', '1.1.0']);
+  });
+
+  it('refuses a version directory that does not exist or is not a plain name', async () => {
+    const dir = await serviceDirWith(['1.0.0']);
+    await adapter.writeCurrent(dir, '1.0.0');
+    expect((await rejection(adapter.writeCurrent(dir, '2.0.0'))).code).toBe('VERSION_NOT_FOUND');
+    for (const bad of ['../1.0.0', '1.0.0/x', '', '.', '..']) {
+      expect((await rejection(adapter.writeCurrent(dir, bad))).code).toBe('INVALID_REQUEST');
+    }
+    expect(await adapter.readCurrent(dir)).toBe('1.0.0');
+  });
+
+  it('never shows a reader a missing or partial current while it flips (reader in another process)', async () => {
+    const dir = await serviceDirWith(['1.0.0', '2.0.0']);
+    await adapter.writeCurrent(dir, '1.0.0');
+    const stopFile = path.join(dir, '..', 'stop');
+    const reader = `
+      const fs = require('node:fs'); const path = require('node:path');
+      const [dir, stop, mode] = process.argv.slice(1);
+      let reads = 0, errors = 0; const seen = new Set(); let firstError = null;
+      while (!fs.existsSync(stop)) {
+        try {
+          let version;
+          if (mode === 'json') {
+            version = JSON.parse(fs.readFileSync(path.join(dir, 'current.json'), 'utf8')).version;
+          } else {
+            version = path.basename(fs.readlinkSync(path.join(dir, 'current')));
+          }
+          const root = mode === 'json' ? path.join(dir, version) : path.join(dir, 'current');
+          const marker = fs.readFileSync(path.join(root, 'marker'), 'utf8');
+          if (marker !== '1.0.0' && marker !== '2.0.0') throw new Error('bad marker ' + marker);
+          seen.add(marker); reads++;
+        } catch (e) { errors++; firstError ??= String(e); }
+      }
+      console.log(JSON.stringify({ reads, errors, seen: [...seen], firstError }));
+    `;
+    const child = spawn(process.execPath, ['-e', reader, dir, stopFile, adapter.pointerStrategy], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+
+    // Give the reader time to start, then flip many times while it polls; an in-process reader
+    // polls between the writer's steps too.
+    await sleep(150);
+    let inProcessErrors = 0;
+    for (let i = 0; i < 300; i++) {
+      await adapter.writeCurrent(dir, i % 2 === 0 ? '2.0.0' : '1.0.0');
+      const v = await adapter.readCurrent(dir);
+      if (v !== '1.0.0' && v !== '2.0.0') inProcessErrors++;
+      if (i % 50 === 0) await sleep(5);
+    }
+    await writeFile(stopFile, '');
+    expect(await exited).toBe(0);
+    const result = JSON.parse(out) as { reads: number; errors: number; seen: string[]; firstError: string | null };
+    expect(result.firstError).toBeNull();
+    expect(result.errors).toBe(0);
+    expect(result.reads).toBeGreaterThan(100);
+    expect(result.seen.sort()).toEqual(['1.0.0', '2.0.0']);
+    expect(inProcessErrors).toBe(0);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('resolveProgram, for real on Linux', () => {
+  let root: string;
+  let versionDir: string;
+  const setup = async (): Promise<void> => {
+    root = await realpath(await tempDir('modelhub-resolve-'));
+    versionDir = path.join(root, 'svc', '1.0.0');
+    await mkdir(path.join(versionDir, 'runtime', 'bin'), { recursive: true });
+    await writeFile(path.join(versionDir, 'runtime', 'bin', 'run.sh'), '#!/bin/sh\necho hi\n');
+    await chmod(path.join(versionDir, 'runtime', 'bin', 'run.sh'), 0o755);
+    await writeFile(path.join(versionDir, 'runtime', 'bin', 'data.txt'), 'not a program');
+    await chmod(path.join(versionDir, 'runtime', 'bin', 'data.txt'), 0o644);
+    await writeFile(path.join(root, 'outside.sh'), '#!/bin/sh\n');
+    await chmod(path.join(root, 'outside.sh'), 0o755);
+    await symlink(path.join(root, 'outside.sh'), path.join(versionDir, 'runtime', 'bin', 'escape'));
+    await symlink('run.sh', path.join(versionDir, 'runtime', 'bin', 'alias'));
+    await mkdir(path.join(root, 'pathdir'));
+    await writeFile(path.join(root, 'pathdir', 'mytool'), '#!/bin/sh\n');
+    await chmod(path.join(root, 'pathdir', 'mytool'), 0o755);
+    await mkdir(path.join(root, 'pathdir-noexec'));
+    await writeFile(path.join(root, 'pathdir-noexec', 'mytool'), 'plain file');
+  };
+  const ready = setup();
+
+  it('finds a program inside the package, following links that stay inside', async () => {
+    await ready;
+    expect(await linux.resolveProgram('runtime/bin/run.sh', versionDir, {})).toBe(path.join(versionDir, 'runtime', 'bin', 'run.sh'));
+    expect(await linux.resolveProgram('runtime/bin/alias', versionDir, {})).toBe(path.join(versionDir, 'runtime', 'bin', 'run.sh'));
+  });
+
+  it('refuses programs outside the package, missing or not executable, with clear messages', async () => {
+    await ready;
+    const cases: [string, RegExp][] = [
+      ['../outside.sh', /relative path inside the package/],
+      ['runtime/../../outside.sh', /relative path inside the package/],
+      ['/bin/sh', /relative path inside the package/],
+      ['runtime\\bin\\run.sh', /relative path inside the package/],
+      ['runtime/bin/escape', /outside the service directory/],
+      ['runtime/bin/missing', /not found in the package/],
+      ['runtime/bin/data.txt', /not an executable file/],
+      ['runtime/bin', /not an executable file/],
+    ];
+    for (const [program, message] of cases) {
+      const err = await rejection(linux.resolveProgram(program, versionDir, {}));
+      expect(err.code, program).toBe('START_FAILED');
+      expect(err.message, program).toMatch(message);
+    }
+  });
+
+  it('looks a bare name up on PATH, skipping non-executable files', async () => {
+    await ready;
+    const node = await linux.resolveProgram('node', versionDir, process.env);
+    expect(path.isAbsolute(node)).toBe(true);
+    expect(spawnSync(node, ['-e', 'process.stdout.write("ok")']).stdout.toString()).toBe('ok');
+
+    const PATH = [path.join(root, 'pathdir-noexec'), 'relative/dir', path.join(root, 'pathdir')].join(':');
+    expect(await linux.resolveProgram('mytool', versionDir, { PATH })).toBe(path.join(root, 'pathdir', 'mytool'));
+    const err = await rejection(linux.resolveProgram('no-such-tool-xyz', versionDir, { PATH }));
+    expect(err.code).toBe('START_FAILED');
+    expect(err.message).toMatch(/not found on PATH/);
+    expect((await rejection(linux.resolveProgram('mytool', versionDir, {}))).message).toMatch(/not found on PATH/);
+  });
+
+  it('applies the Windows rules (PATHEXT, ";" separator, no batch files) on the host file system', async () => {
+    await ready;
+    const dir = path.join(root, 'windir');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'tool.cmd'), '@echo off\n');
+    const env = { Path: `${path.join(root, 'pathdir')};${dir}`, PATHEXT: '.EXE;.CMD' };
+    const batch = await rejection(win.resolveProgram('tool', versionDir, env));
+    expect(batch.message).toMatch(/batch file/);
+    await writeFile(path.join(dir, 'tool.exe'), 'MZ');
+    expect(await win.resolveProgram('tool', versionDir, env)).toBe(path.join(dir, 'tool.exe'));
+    // Inside the package: `runtime/python` finds `runtime/python.exe`.
+    await writeFile(path.join(versionDir, 'runtime', 'python.exe'), 'MZ');
+    expect(await win.resolveProgram('runtime/python', versionDir, env)).toBe(path.join(versionDir, 'runtime', 'python.exe'));
+    expect(await win.resolveProgram('runtime/python.exe', versionDir, env)).toBe(path.join(versionDir, 'runtime', 'python.exe'));
+  });
+});
+
+describe('process trees, for real on Linux', () => {
+  const started: number[] = [];
+  afterAll(() => {
+    for (const pid of started) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+
+  /** A detached group leader with one grandchild; resolves with both pids. */
+  async function tree(): Promise<{ leader: number; grandchild: number }> {
+    const src = `
+      const { spawn } = require('node:child_process');
+      const g = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      console.log(g.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['-e', src], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    started.push(child.pid ?? 0);
+    const line = await new Promise<string>((resolve) => child.stdout.once('data', (b: Buffer) => resolve(b.toString())));
+    child.stdout.destroy();
+    child.unref();
+    return { leader: child.pid ?? 0, grandchild: Number(line.trim()) };
+  }
+
+  it('terminateTree signals the whole process group', async () => {
+    const t = await tree();
+    expect(linux.isAlive(t.leader)).toBe(true);
+    expect(linux.isAlive(t.grandchild)).toBe(true);
+    expect(linux.isTreeAlive(t.leader)).toBe(true);
+    linux.terminateTree(t.leader, 'SIGTERM');
+    expect(await until(() => !linux.isTreeAlive(t.leader))).toBe(true);
+    expect(linux.isAlive(t.grandchild)).toBe(false);
+  });
+
+  it('keeps reporting a group alive when only its leader died, until the group is killed', async () => {
+    const t = await tree();
+    process.kill(t.leader, 'SIGKILL');
+    expect(await until(() => !linux.isAlive(t.leader))).toBe(true);
+    expect(linux.isTreeAlive(t.leader)).toBe(true); // the grandchild still runs in the group
+    linux.terminateTree(t.leader, 'SIGKILL');
+    expect(await until(() => !linux.isTreeAlive(t.leader))).toBe(true);
+    expect(linux.isAlive(t.grandchild)).toBe(false);
+  });
+
+  it('falls back to the pid alone when it leads no group, and ignores a pid that is gone', async () => {
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const pid = child.pid ?? 0;
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    linux.terminateTree(pid, 'SIGTERM');
+    await exited;
+    expect(linux.isAlive(pid)).toBe(false);
+    expect(() => linux.terminateTree(pid, 'SIGKILL')).not.toThrow();
+  });
+
+  it('reads command lines on Linux only', () => {
+    const argv = linux.commandLine(process.pid);
+    expect(argv?.[0]).toMatch(/node/);
+    expect(linux.commandLine(2 ** 22 + 12345)).toBeNull();
+    expect(win.commandLine(process.pid)).toBeNull();
+    expect(darwin.commandLine(process.pid)).toBeNull();
+  });
+
+  it('counts a zombie (exited, never reaped) as dead', async () => {
+    // `sleep 0.1` becomes a child of `sleep 5`, which never reaps it.
+    const sh = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    started.push(sh.pid ?? 0);
+    const zombie = Number((await new Promise<string>((resolve) => sh.stdout.once('data', (b: Buffer) => resolve(b.toString())))).trim());
+    await sleep(400);
+    expect(() => process.kill(zombie, 0)).not.toThrow(); // the kernel still has it …
+    expect(linux.isAlive(zombie)).toBe(false); // … but it is not running
+    expect(linux.isAlive(sh.pid ?? 0)).toBe(true);
+    linux.terminateTree(sh.pid ?? 0, 'SIGKILL');
+  });
+});
