@@ -1,7 +1,9 @@
 // The one thing the downloader needs from an HTTP client. node-fetch (the default), Node's global
 // fetch and Electron's net.fetch all fit: their Response has `status`, `headers.get()` and a body
 // that is async-iterable in Node 20 (a Node Readable or a web ReadableStream).
+import type { Readable } from 'node:stream';
 import nodeFetch from 'node-fetch';
+import { flowingBody } from './flowing-body.js';
 
 export interface FetchResponseLike {
   status: number;
@@ -30,8 +32,7 @@ export function defaultFetch(): FetchLike {
     return {
       status: res.status,
       headers: res.headers,
-      // A Node Readable without an encoding yields Buffers (Uint8Arrays).
-      body: res.body as AsyncIterable<Uint8Array> | null,
+      body: res.body === null ? null : flowingBody(res.body as Readable),
     };
   };
 }

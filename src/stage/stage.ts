@@ -4,7 +4,9 @@
 // - The staging directory is wiped and recreated first, so a redo after a crash starts clean.
 // - Entries are read one at a time with yauzl (lazyEntries); only names listed in
 //   manifest.files are written, each capped at its declared size while streaming and hashed
-//   inline. Anything else in the archive is refused: UNSAFE_ARCHIVE.
+//   inline. Anything else in the archive is refused: UNSAFE_ARCHIVE. Entries up to 512 KiB
+//   are read whole (one read, a synchronous inflate capped at the declared size), verified, and
+//   only then written; bigger ones stream through yauzl (validateEntrySizes) in 1 MiB chunks.
 // - Paths come from validated segments and are opened with 'wx'; modes come from the manifest
 //   (0755 when any exec bit is set, else 0644), never from the zip.
 // - Each file is fsynced (in the background, a few at a time, while the next entries are
@@ -127,9 +129,9 @@ function unsafe(message: string, entry?: string, cause?: unknown): ModelhubError
 }
 
 /** An error raised while reading the archive: the format's fault unless the disk failed. */
-function archiveError(err: unknown, archive: string, entry?: string): ModelhubError {
+function archiveError(err: unknown, archive: string, entry?: string, which?: string): ModelhubError {
   if (err instanceof ModelhubError) return err;
-  const where = entry === undefined ? path.basename(archive) : `${path.basename(archive)}: entry ${quote(entry)}`;
+  const where = `${path.basename(archive)}: ${entry === undefined ? (which ?? 'central directory') : `entry ${quote(entry)}`}`;
   if (isSystemError(err)) {
     return new ModelhubError('INTERNAL', `${where}: reading the archive failed: ${messageOf(err)}`, { cause: err });
   }
@@ -334,6 +336,8 @@ class StageJob {
     const zip = archive.zip;
     try {
       const next = entryPuller(zip);
+      let entries = 0;
+      let last: string | undefined;
       for (;;) {
         this.checkAbort();
         this.sync.check();
@@ -341,9 +345,13 @@ class StageJob {
         try {
           entry = await next();
         } catch (err) {
-          throw archiveError(err, this.req.archive);
+          // yauzl refused the next central-directory record before naming it: say which one it is.
+          const which = `entry #${entries + 1}${last === undefined ? '' : ` (the one after ${quote(last)})`}`;
+          throw archiveError(err, this.req.archive, undefined, which);
         }
         if (entry === null) break;
+        entries += 1;
+        last = entry.fileName;
         await this.entry(archive, entry);
       }
     } finally {
@@ -387,10 +395,11 @@ class StageJob {
     const key = foldName(name);
     const prev = this.seen.get(key);
     if (prev !== undefined) {
-      throw unsafe(
-        prev === raw ? `entry ${quote(raw)} appears more than once` : `entry ${quote(raw)} collides with ${quote(prev)} (names differ only in case or form)`,
-        raw,
-      );
+      let how: string;
+      if (prev === raw) how = 'appears more than once';
+      else if (prev.endsWith('/') !== raw.endsWith('/')) how = `collides with ${quote(prev)} (a file and a directory of one name)`;
+      else how = `collides with ${quote(prev)} (the names differ only in case or Unicode form)`;
+      throw unsafe(`entry ${quote(raw)} ${how}`, raw);
     }
     this.seen.set(key, raw);
 
@@ -641,9 +650,13 @@ export async function stageArchive(req: StageRequest): Promise<StageResult> {
   if (path.parse(staging).root === staging) {
     throw new ModelhubError('INVALID_REQUEST', `stagingDir: ${quote(req.stagingDir)} is a file-system root`);
   }
-  await removeDir(staging);
   let job: StageJob | undefined;
   try {
+    try {
+      await removeDir(staging);
+    } catch (err) {
+      throw new ModelhubError('INTERNAL', `cannot remove the old staging directory ${staging}: ${messageOf(err)}`, { cause: err });
+    }
     job = new StageJob(req, staging);
     return await job.run();
   } catch (err) {

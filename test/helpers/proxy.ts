@@ -1,5 +1,6 @@
 // A loopback proxy in front of a real hub that counts what it serves and, when told, misbehaves
 // on package downloads the way a hostile or broken server would.
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll } from 'vitest';
@@ -21,6 +22,8 @@ export interface Proxy {
   requests: Map<string, number>;
   /** Bytes per second for package bodies; 0 = unlimited. */
   rate: number;
+  /** Paths answered with these bytes instead of the hub's (a hostile release). */
+  substitute: Map<string, Buffer>;
   close(): Promise<void>;
 }
 
@@ -42,6 +45,7 @@ export async function startProxy(target: string): Promise<Proxy> {
     bytes: new Map(),
     requests: new Map(),
     rate: 0,
+    substitute: new Map(),
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();
@@ -54,6 +58,14 @@ export async function startProxy(target: string): Promise<Proxy> {
     const p = url.split('?')[0] ?? url;
     state.requests.set(p, (state.requests.get(p) ?? 0) + 1);
     const mode = state.mode;
+    const fake = state.substitute.get(p);
+    if (fake !== undefined) {
+      const etag = `"${createHash('sha256').update(fake).digest('hex')}"`;
+      res.writeHead(200, { 'content-length': fake.length, etag, 'content-type': 'application/octet-stream' });
+      res.end(req.method === 'HEAD' ? undefined : fake);
+      if (isPackage(p)) state.bytes.set(p, (state.bytes.get(p) ?? 0) + fake.length);
+      return;
+    }
     let upstreamPath = url;
     if (mode.kind === 'swap-manifest' && (p.endsWith('/manifest') || p.endsWith('/manifest.minisig'))) {
       upstreamPath = url.replace(/\/api\/services\/([^/]+)\/([^/]+)\//, `/api/services/$1/${mode.from}/`);
@@ -71,7 +83,7 @@ export async function startProxy(target: string): Promise<Proxy> {
         return;
       }
       if (mode.kind === 'extend' && ur.statusCode === 200) out['content-length'] = String(Number(out['content-length'] ?? 0) + mode.extra);
-      if (mode.kind === 'truncate' || mode.kind === 'stall') delete out['content-length'];
+      // Truncation keeps the honest Content-Length: the client must see the body end early.
       res.writeHead(ur.statusCode ?? 502, out);
       let sent = 0;
       let offset = 0;
@@ -92,11 +104,13 @@ export async function startProxy(target: string): Promise<Proxy> {
         }
         if ((mode.kind === 'truncate' || mode.kind === 'stall') && sent + data.length > mode.after) {
           data = data.subarray(0, Math.max(0, mode.after - sent));
-          if (data.length > 0) res.write(data);
           sent += data.length;
           state.bytes.set(p, (state.bytes.get(p) ?? 0) + data.length);
           ur.destroy();
-          if (mode.kind === 'truncate') res.destroy();
+          // Cut the connection only once the partial body has reached the socket.
+          res.write(data, () => {
+            if (mode.kind === 'truncate') res.socket?.destroy();
+          });
           return;
         }
         offset += chunk.length;

@@ -192,6 +192,62 @@ describe('stageArchive refuses hostile archives', () => {
     );
   });
 
+  // Entries over 512 KiB are streamed through yauzl rather than read whole: the same lies again.
+  it('a forged size, streamed: header (and manifest) say 600 KiB, the deflate stream inflates to 3 MiB', async () => {
+    const bomb = Buffer.alloc(3 * 1024 * 1024, 0x41);
+    const claimed = bomb.subarray(0, 600 * 1024);
+    await expectRefused(
+      [...goodEntries(), { name: 'models/w.bin', data: bomb, method: 8, declaredSize: claimed.length }],
+      'UNSAFE_ARCHIVE',
+      ['models/w.bin'],
+      { manifestFiles: [...files, { path: 'models/w.bin', data: claimed }] },
+    );
+  });
+
+  it('a forged size, streamed: header (and manifest) say 3 MiB, the deflate stream yields 600 KiB', async () => {
+    const small = Buffer.alloc(600 * 1024, 0x42);
+    const claimed = Buffer.alloc(3 * 1024 * 1024, 0x42);
+    await expectRefused(
+      [...goodEntries(), { name: 'models/w.bin', data: small, method: 8, declaredSize: claimed.length }],
+      'UNSAFE_ARCHIVE',
+      ['models/w.bin'],
+      { manifestFiles: [...files, { path: 'models/w.bin', data: claimed }] },
+    );
+  });
+
+  it('a corrupt deflate stream, streamed', async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    await expectRefused(
+      [...goodEntries(), { name: 'models/d.bin', data, method: 8, rawData: randomBytes(700 * 1024) }],
+      'UNSAFE_ARCHIVE',
+      ['models/d.bin'],
+      { manifestFiles: [...files, { path: 'models/d.bin', data }] },
+    );
+  });
+
+  it('a stored entry pointing past the end of the file, streamed', async () => {
+    const claimed = Buffer.alloc(2 * 1024 * 1024);
+    await expectRefused(
+      [...goodEntries(), { name: 'models/e.bin', data: 'short', declaredSize: claimed.length, declaredCompressedSize: claimed.length }],
+      'UNSAFE_ARCHIVE',
+      ['models/e.bin'],
+      { manifestFiles: [...files, { path: 'models/e.bin', data: claimed }] },
+    );
+  });
+
+  it('a stored entry whose data runs into the next headers: the hash catches it, streamed', async () => {
+    // The last entry claims 600 KiB but holds 10; the rest is the central directory and more.
+    const real = Buffer.alloc(700 * 1024, 0x43);
+    const entries: RawEntry[] = [
+      ...goodEntries(),
+      { name: 'models/f.bin', data: 'tiny data!', declaredSize: 600 * 1024, declaredCompressedSize: 600 * 1024 },
+      { name: 'models/pad.bin', data: real },
+    ];
+    await expectRefused(entries, 'CHECKSUM_MISMATCH', ['models/f.bin'], {
+      manifestFiles: [...files, { path: 'models/f.bin', data: Buffer.alloc(600 * 1024) }, { path: 'models/pad.bin', data: real }],
+    });
+  });
+
   it('a stored entry whose compressed and uncompressed sizes disagree', async () => {
     const data = 'B'.repeat(100);
     await expectRefused(

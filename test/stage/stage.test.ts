@@ -179,6 +179,27 @@ describe('stageArchive: good packages', () => {
     await expectStaged(l.staging, files);
   });
 
+  it('a parsed manifest (defaults filled in) still detects a real difference in service.json', async () => {
+    const l = await layout();
+    const signed = baseService({ health_check: { type: 'http', endpoint: '/health' } });
+    const shipped = baseService({ health_check: { type: 'http', endpoint: '/health', interval_ms: 1 } });
+    const files = standardFiles(shipped);
+    await writeYazl(l.archive, files.map((f) => ({ name: f.path, data: f.data })));
+    const manifest = serviceManifestSchema.parse(manifestFor(files, signed));
+    expect(manifest.service.health_check?.interval_ms).toBe(500);
+    const err = await rejection(stageArchive({ archive: l.archive, manifest, stagingDir: l.staging }));
+    expect(err.code).toBe('MANIFEST_MISMATCH');
+    expect(err.message).toContain('health_check.interval_ms');
+    await expectNothingLeaked(l);
+
+    // While the same service.json without the defaults written out is equal to it.
+    const same = standardFiles(signed);
+    await writeYazl(l.archive, same.map((f) => ({ name: f.path, data: f.data })));
+    const parsed = serviceManifestSchema.parse(manifestFor(same, signed));
+    await stageArchive({ archive: l.archive, manifest: parsed, stagingDir: l.staging });
+    await expectStaged(l.staging, same);
+  });
+
   it('redoes a leftover staging directory from scratch', async () => {
     const l = await layout();
     const files = standardFiles();
@@ -240,6 +261,24 @@ describe('stageArchive: good packages', () => {
       },
     });
     await expect(p).rejects.toBe(reason);
+    await expectNothingLeaked(l);
+  });
+
+  it('an abort in the middle of a big streamed entry removes the staging directory', async () => {
+    const l = await layout();
+    const files = richFiles();
+    await writeYazl(l.archive, files.map((f) => ({ name: f.path, data: f.data, compress: false })));
+    const ac = new AbortController();
+    const p = stageArchive({
+      archive: l.archive,
+      manifest: manifestFor(files),
+      stagingDir: l.staging,
+      signal: ac.signal,
+      onProgress: (e) => {
+        if (e.file === 'models/nmt/w.bin') ac.abort();
+      },
+    });
+    await expect(p).rejects.toMatchObject({ name: 'AbortError' });
     await expectNothingLeaked(l);
   });
 
