@@ -48,6 +48,8 @@ export interface DownloadOutput {
   sha256: string;
   bytesFetched: number;
   resumedFrom: number;
+  /** The files were staged while downloading (to be checked by the stage step). */
+  prestaged?: boolean;
 }
 export interface StageOutput {
   stagingDir: string;
@@ -123,6 +125,8 @@ export interface DownloadInput {
   version: string;
   platform: string;
   archive: { url: string; sha256: string; size: number };
+  /** Lets the download stage files while it runs. */
+  manifestText: string;
 }
 export interface VerifyArchiveInput {
   download: DownloadOutput;
@@ -134,6 +138,7 @@ export interface StageInput {
   version: string;
   archivePath: string;
   manifestText: string;
+  prestaged: boolean;
 }
 export interface SwitchInput {
   jobId: string;
@@ -315,6 +320,7 @@ export const installMachine = setup({
           version: context.release!.version,
           platform: context.request.platform,
           archive: context.verified!.archive,
+          manifestText: context.release!.manifestText,
         }),
         onDone: { target: 'verifying_archive', actions: assign({ download: ({ event }) => event.output }) },
         onError: { target: 'cleaning_up', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
@@ -350,6 +356,7 @@ export const installMachine = setup({
           version: context.release!.version,
           archivePath: context.download!.path,
           manifestText: context.release!.manifestText,
+          prestaged: context.download!.prestaged === true,
         }),
         onDone: { target: 'switching', actions: assign({ staged: ({ event }) => event.output }) },
         onError: { target: 'cleaning_up', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },

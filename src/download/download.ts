@@ -48,6 +48,18 @@ export interface DownloadRequest {
   onProgress?: (p: DownloadProgress) => void;
   /** Free bytes in a directory. Default via fs.statfs. */
   freeBytes?: (dir: string) => Promise<number>;
+  /**
+   * Called when the first `bytesOnDisk` bytes of `${dest}.part` are written and readable, in
+   * increasing order: lets a reader (the streaming stager) follow the download.
+   */
+  onFlushed?: (bytesOnDisk: number) => void;
+  /** Called when the part is truncated to restart from zero: what was read of it is void. */
+  onRestart?: () => void;
+  /**
+   * fsync the file and its directory before returning (default true). An archive that is only
+   * a verified cache (its hash is checked again before any reuse) can skip it.
+   */
+  durable?: boolean;
 }
 
 export interface DownloadResult {
@@ -134,6 +146,9 @@ interface Ctx {
   maxStalls: number;
   backoffMs: (attempt: number) => number;
   onProgress: ((p: DownloadProgress) => void) | undefined;
+  onFlushed: ((bytesOnDisk: number) => void) | undefined;
+  onRestart: (() => void) | undefined;
+  durable: boolean;
 }
 
 interface State {
@@ -207,6 +222,9 @@ function validate(req: DownloadRequest): Ctx {
     maxStalls,
     backoffMs: req.backoffMs ?? defaultBackoffMs,
     onProgress: req.onProgress,
+    onFlushed: req.onFlushed,
+    onRestart: req.onRestart,
+    durable: req.durable ?? true,
   };
 }
 
@@ -244,8 +262,10 @@ async function download(ctx: Ctx, freeBytes: (dir: string) => Promise<number>): 
       offset = 0;
       restartedFromZero = true;
     }
+    if (restartedFromZero) ctx.onRestart?.();
     const hash = createHash('sha256');
     if (offset > 0) await hashRange(fh, offset, hash, ctx.signal);
+    if (offset > 0) ctx.onFlushed?.(offset);
 
     // 2. Room for the rest?
     const remaining = ctx.expectedSize - offset;
@@ -291,11 +311,11 @@ async function download(ctx: Ctx, freeBytes: (dir: string) => Promise<number>): 
         details: { url: ctx.url, expected: ctx.expectedSha256, actual: sha256 },
       });
     }
-    await fh.sync();
+    if (ctx.durable) await fh.sync();
     closed = true;
     await fh.close();
     await renameWithRetry(ctx.part, ctx.dest);
-    await fsyncDir(dir);
+    if (ctx.durable) await fsyncDir(dir);
     await rm(ctx.meta, { force: true });
     return {
       path: ctx.dest,
@@ -507,7 +527,10 @@ async function streamBody(
     const data = buf.subarray(0, fill);
     const pos = st.written;
     pending = writeAll(st.fh, data, pos).then(
-      () => null,
+      () => {
+        ctx.onFlushed?.(pos + data.length);
+        return null;
+      },
       (err: unknown) => err,
     );
     st.hash.update(data); // hashes while the write runs on the thread pool
@@ -573,6 +596,7 @@ async function streamBody(
 }
 
 async function restartFromZero(ctx: Ctx, st: State): Promise<void> {
+  ctx.onRestart?.();
   await st.fh.truncate(0);
   st.written = 0;
   st.hash = createHash('sha256');

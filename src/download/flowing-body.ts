@@ -6,7 +6,7 @@
 // byte is yielded.
 import type { Readable } from 'node:stream';
 
-const HIGH_WATER = 4 * 1024 * 1024;
+const HIGH_WATER = 2 * 1024 * 1024;
 
 export function flowingBody(src: Readable): AsyncIterable<Uint8Array> {
   const queue: Buffer[] = [];

@@ -38,6 +38,8 @@ export interface EngineOptions {
   adapter?: PlatformAdapter;
   now?: () => number;
   stallTimeoutMs?: number;
+  /** Stage files while the package downloads (default true). */
+  prestage?: boolean;
   leaseTtlMs?: number;
   heartbeatMs?: number;
   warn?: (message: string) => void;
@@ -121,6 +123,7 @@ export class Engine {
       trust: this.trust,
       fetch,
       stallTimeoutMs: options.stallTimeoutMs,
+      prestage: options.prestage ?? process.env.MODELHUB_PRESTAGE !== '0',
       now: options.now ?? Date.now,
       requireHub: () => {
         if (hub === null) throw new ModelhubError('INVALID_REQUEST', 'no hub: pass --hub URL or set MODELHUB_HUB');

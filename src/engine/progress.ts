@@ -1,7 +1,7 @@
 // The engine's live view for UIs: one RxJS stream of one event shape, throttled per job and
 // phase, never going backwards; and eventemitter3 hooks for code that prefers callbacks.
 import { EventEmitter } from 'eventemitter3';
-import { Subject, groupBy, mergeMap, throttleTime, asyncScheduler, map, type Observable } from 'rxjs';
+import { Subject, type Observable } from 'rxjs';
 import type { JobKind } from './jobs-store.js';
 
 export interface ProgressEvent {
@@ -30,30 +30,62 @@ export const PROGRESS_THROTTLE_MS = 100;
 export class ProgressHub {
   private readonly subject = new Subject<ProgressEvent>();
   private readonly high = new Map<string, number>();
+  private readonly lastSent = new Map<string, number>();
+  private readonly trailing = new Map<string, { event: ProgressEvent; timer: NodeJS.Timeout }>();
   readonly hooks = new EventEmitter<EngineHookEvents>();
-  readonly progress$: Observable<ProgressEvent>;
+  readonly progress$: Observable<ProgressEvent> = this.subject.asObservable();
 
-  constructor(throttleMs = PROGRESS_THROTTLE_MS) {
-    this.progress$ = this.subject.pipe(
-      groupBy((e) => `${e.jobId}\u0000${e.phase}`),
-      mergeMap((group) => group.pipe(throttleTime(throttleMs, asyncScheduler, { leading: true, trailing: true }))),
-      map((e) => e),
-    );
-  }
+  constructor(private readonly throttleMs = PROGRESS_THROTTLE_MS) {}
 
-  /** Bytes shown for a job never decrease, even when a download restarts from zero. */
+  /**
+   * Per job and phase: at most one event per throttle window, the latest one trailing; the
+   * first and the completing event (bytesDone = bytesTotal) go out at once. Bytes shown for a
+   * job never decrease, even when a download restarts from zero.
+   */
   emit(e: ProgressEvent): void {
     const key = `${e.jobId}\u0000${e.phase}`;
-    const seen = this.high.get(key) ?? 0;
-    const bytesDone = Math.max(seen, e.bytesDone);
+    const bytesDone = Math.max(this.high.get(key) ?? 0, e.bytesDone);
     this.high.set(key, bytesDone);
     const event = { ...e, bytesDone };
-    this.subject.next(event);
-    if (e.phase === 'downloading') this.hooks.emit('downloadProgress', event);
+    const pending = this.trailing.get(key);
+    const last = this.lastSent.get(key);
+    const complete = event.bytesTotal > 0 && bytesDone >= event.bytesTotal;
+    if (last === undefined || complete || e.ts - last >= this.throttleMs) {
+      if (pending !== undefined) {
+        clearTimeout(pending.timer);
+        this.trailing.delete(key);
+      }
+      this.send(key, event);
+      return;
+    }
+    if (pending !== undefined) {
+      pending.event = event;
+      return;
+    }
+    const timer = setTimeout(() => {
+      const p = this.trailing.get(key);
+      this.trailing.delete(key);
+      if (p !== undefined) this.send(key, { ...p.event, ts: Math.max(p.event.ts, (this.lastSent.get(key) ?? 0) + this.throttleMs) });
+    }, this.throttleMs - (e.ts - last));
+    timer.unref();
+    this.trailing.set(key, { event, timer });
   }
 
+  private send(key: string, event: ProgressEvent): void {
+    this.lastSent.set(key, event.ts);
+    this.subject.next(event);
+    if (event.phase === 'downloading') this.hooks.emit('downloadProgress', event);
+  }
+
+  /** Drops a finished job's state; a pending trailing event is sent first. */
   forget(jobId: string): void {
-    for (const key of this.high.keys()) if (key.startsWith(`${jobId}\u0000`)) this.high.delete(key);
+    for (const [key, p] of this.trailing) {
+      if (!key.startsWith(`${jobId}\u0000`)) continue;
+      clearTimeout(p.timer);
+      this.trailing.delete(key);
+      this.send(key, p.event);
+    }
+    for (const map of [this.high, this.lastSent]) for (const key of map.keys()) if (key.startsWith(`${jobId}\u0000`)) map.delete(key);
   }
 }
 

@@ -19,16 +19,8 @@ export const versionSchema = z
 
 export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
-/**
- * A path inside a package: forward slashes, relative, no empty, "." or ".." segment, no
- * backslash, NUL or drive letter. Checked again at every place that touches the disk.
- */
-export function isSafeRelativePath(p: string): boolean {
-  if (p.length === 0 || p.length > 1024) return false;
-  if (p.includes('\\') || p.includes('\0')) return false;
-  if (p.startsWith('/') || /^[A-Za-z]:/.test(p)) return false;
-  return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
-}
+export { isSafeRelativePath } from './safe-path.js';
+import { isSafeRelativePath } from './safe-path.js';
 
 export const relativePathSchema = z
   .string()

@@ -21,6 +21,7 @@ import { inflateRawSync } from 'node:zlib';
 import type yauzl from 'yauzl';
 import { ModelhubError, toModelhubError } from '../errors.js';
 import { isSafeRelativePath } from '../schemas/common.js';
+import { stagedMode } from './staged-mode.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
 import { serviceJsonSchema } from '../schemas/service.js';
 import { firstDifference, jsonEqual } from './json-equal.js';
@@ -50,8 +51,7 @@ export interface StageResult {
 
 export const SERVICE_JSON = 'service.json';
 export const DIR_MODE = 0o755;
-export const FILE_MODE = 0o644;
-export const EXEC_MODE = 0o755;
+export { FILE_MODE, EXEC_MODE } from './staged-mode.js';
 
 /** Bytes gathered before one write(v) call. */
 const WRITE_BATCH = READ_CHUNK;
@@ -73,10 +73,7 @@ const S_IFLNK = 0o120000;
 
 const IS_WINDOWS = process.platform === 'win32';
 
-/** The mode a staged file gets: from the signed manifest only, normalised to 0755 or 0644. */
-export function stagedMode(manifestMode: number | undefined): number {
-  return manifestMode !== undefined && (manifestMode & 0o111) !== 0 ? EXEC_MODE : FILE_MODE;
-}
+export { stagedMode };
 
 /** The key two names collide under on a case-insensitive (or normalising) file system. */
 function foldName(name: string): string {

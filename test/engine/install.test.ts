@@ -21,6 +21,9 @@ describe('install --no-start', () => {
     expect(first.lines.filter((l) => l.type === 'progress').length).toBeGreaterThan(0);
     expect(first.lines.every((l) => l.type === 'progress' || l.type === 'result')).toBe(true);
     expect(await currentOf(home, 'demo-echo')).toBe('1.0.0');
+    // The files were staged while the package downloaded, and the stage step accepted them.
+    const log = (await b.cli(home, ['events', String(first.result!.job_id)])).result!.events as { type: string; payload: { output?: { prestaged?: boolean } } }[];
+    expect(log.find((e) => e.type === 'xstate.done.actor.downloadArchive')?.payload.output?.prestaged).toBe(true);
     const svc = JSON.parse(await readFile(path.join(home, 'services', 'demo-echo', 'current', 'service.json'), 'utf8')) as { version: string };
     expect(svc.version).toBe('1.0.0');
     expect((await stat(path.join(home, 'services', 'demo-echo', '1.0.0', 'app', 'server.mjs'))).isFile()).toBe(true);

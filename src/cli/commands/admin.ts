@@ -1,11 +1,7 @@
 // Admin commands: keygen → pack → sign → publish.
 import type { Command } from 'commander';
 import { writeFile, rename, open } from 'node:fs/promises';
-import { publishDir } from '../../admin/publish-client.js';
 import { ModelhubError } from '../../errors.js';
-import { pack } from '../../pack/index.js';
-import { readSecretKeyFile, writeKeyPair } from '../../sign/keygen.js';
-import { signFile } from '../../sign/sign.js';
 import { action, globalsOf, UsageError } from '../run.js';
 
 async function writeFileAtomic(file: string, text: string): Promise<void> {
@@ -29,6 +25,7 @@ export function registerAdminCommands(program: Command): void {
     .action(
       action(async (out, cmd) => {
         const o = cmd.opts<{ out: string; force?: boolean }>();
+        const { writeKeyPair } = await import('../../sign/keygen.js');
         const r = await writeKeyPair(o.out, { force: o.force === true });
         out.result(
           { key_id: r.keyId, public_key: r.publicKeyPath, secret_key: r.secretKeyPath },
@@ -46,6 +43,7 @@ export function registerAdminCommands(program: Command): void {
     .action(
       action(async (out, cmd, src: string) => {
         const o = cmd.opts<{ out: string; platform?: string }>();
+        const { pack } = await import('../../pack/index.js');
         const r = await pack(src, o.out, { platform: o.platform });
         out.result(
           { kind: r.kind, id: r.id, version: r.version, ...(r.platform ? { platform: r.platform } : {}), manifest: r.manifestPath, archive: r.archivePath ?? null, files: r.files, bytes: r.bytes },
@@ -63,6 +61,8 @@ export function registerAdminCommands(program: Command): void {
     .action(
       action(async (out, cmd, file: string) => {
         const o = cmd.opts<{ key: string; trustedComment?: string }>();
+        const { readSecretKeyFile } = await import('../../sign/keygen.js');
+        const { signFile } = await import('../../sign/sign.js');
         const sk = await readSecretKeyFile(o.key);
         const text = await signFile(file, sk, { trustedComment: o.trustedComment });
         const sigPath = `${file}.minisig`;
@@ -83,6 +83,7 @@ export function registerAdminCommands(program: Command): void {
         if (hub === undefined || hub === '') throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
         const token = process.env.MODELHUB_ADMIN_TOKEN;
         if (token === undefined || token === '') throw new ModelhubError('UNAUTHORIZED', 'MODELHUB_ADMIN_TOKEN is not set');
+        const { publishDir } = await import('../../admin/publish-client.js');
         const r = await publishDir(dir, { hub, token, stable: o.stable === true });
         out.result({ ...r }, `published ${r.kind} ${r.id} ${r.version}${r.platform ? ` (${r.platform})` : ''}${r.stable ? ', stable' : ''}`);
       }),

@@ -1,10 +1,8 @@
 // `modelhub hub serve`: run the Model Hub.
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { createHub } from '../../../hub/server.js';
 import { platformSchema } from '../../schemas/common.js';
 import { describeIssues } from '../../schemas/parse.js';
-import { readPublicKeyFile } from '../../sign/keygen.js';
 import { action, UsageError } from '../run.js';
 
 const serveOptions = z.object({
@@ -41,6 +39,9 @@ export function registerHubCommands(program: Command): void {
         if (o.db !== undefined && !o.db.startsWith('sqlite:')) {
           throw new UsageError(`--db ${o.db.split(':')[0] ?? ''}: only the embedded SQLite catalog is supported by this build`);
         }
+        // Loaded on use: node commands should not pay for the server's modules at start-up.
+        const { createHub } = await import('../../../hub/server.js');
+        const { readPublicKeyFile } = await import('../../sign/keygen.js');
         const keys = await Promise.all(o.publisherKey.map((f) => readPublicKeyFile(f)));
         const token = process.env.MODELHUB_ADMIN_TOKEN;
         const hub = await createHub({

@@ -3,13 +3,12 @@
 import type { Command } from 'commander';
 import os from 'node:os';
 import { readFile, rename, writeFile, open } from 'node:fs/promises';
-import { Engine } from '../../engine/engine.js';
+import type { Engine } from '../../engine/engine.js';
 import { openDbReadOnly } from '../../engine/db.js';
 import { toExportLine } from '../../engine/export-format.js';
 import { Home } from '../../engine/home.js';
 import { JobsStore, type JobRow } from '../../engine/jobs-store.js';
 import { Registry } from '../../engine/registry.js';
-import { parseExport, replay } from '../../engine/replay.js';
 import { modelPath, ModelNotAvailableError } from '../../engine/model-path.js';
 import { HubClient } from '../../engine/hub-client.js';
 import { defaultFetch } from '../../download/fetch-like.js';
@@ -18,7 +17,6 @@ import { ModelhubError } from '../../errors.js';
 import { platformAdapter } from '../../platform/adapter.js';
 import { isAlive, probeHealth, waitHealthy } from '../../runtime/manager.js';
 import { platformSchema, versionSchema } from '../../schemas/common.js';
-import { TrustStore } from '../../trust/store.js';
 import type { Output } from '../output.js';
 import { action, EXIT_FAILED, globalsOf, UsageError } from '../run.js';
 
@@ -41,8 +39,15 @@ export function parseTarget(text: string): { id: string; version: string | null 
   return { id, version };
 }
 
-function openEngine(cmd: Command): Engine {
+/** The engine and the trust store are loaded on use: read-only commands start faster. */
+async function openEngine(cmd: Command): Promise<Engine> {
+  const { Engine } = await import('../../engine/engine.js');
   return new Engine({ home: homeOf(cmd), hub: hubOf(cmd) });
+}
+
+async function trustStore(cmd: Command) {
+  const { TrustStore } = await import('../../trust/store.js');
+  return new TrustStore(new Home(homeOf(cmd)).trust);
 }
 
 function progressLine(out: Output): (p: ProgressEvent) => void {
@@ -100,7 +105,7 @@ export function registerNodeCommands(program: Command): void {
         const target = parseTarget(targetText);
         const platform = o.platform === undefined ? undefined : platformSchema.safeParse(o.platform);
         if (platform !== undefined && !platform.success) throw new UsageError(`--platform: unknown platform "${o.platform}"`);
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const r = await engine.install(
             { id: target.id, version: target.version, allowDowngrade: o.allowDowngrade === true, start: o.start, platform: platform?.data },
@@ -127,7 +132,7 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const r = await engine.uninstall({ id: target.id, version: target.version });
           const fields = { id: target.id, removed: r.removed, current: r.current, job_id: r.jobId, state: r.state };
@@ -165,7 +170,7 @@ export function registerNodeCommands(program: Command): void {
     .description('finish or roll back interrupted jobs')
     .action(
       action(async (out, cmd) => {
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const r = await engine.recover();
           out.result(
@@ -222,6 +227,7 @@ export function registerNodeCommands(program: Command): void {
         const text = await readFile(file, 'utf8').catch((err: unknown) => {
           throw new UsageError(`${file}: ${(err as Error).message}`);
         });
+        const { parseExport, replay } = await import('../../engine/replay.js');
         const r = replay(parseExport(text));
         const states = r.states.map((s) => ({ seq: s.seq, job_id: s.job_id, type: s.type, state: s.reproduced, recorded: s.recorded }));
         const human = r.states.map((s) => `${String(s.seq).padStart(5)}  ${s.type.padEnd(44)} → ${s.reproduced}${s.ok ? '' : `   (log: ${s.recorded})`}`).join('\n');
@@ -245,13 +251,13 @@ export function registerNodeCommands(program: Command): void {
     .argument('<key.pub>')
     .action(
       action(async (out, cmd, file: string) => {
-        const k = await new TrustStore(new Home(homeOf(cmd)).trust).add(file);
+        const k = await (await trustStore(cmd)).add(file);
         out.result({ key_id: k.key_id, file: k.file }, `trusted ${k.key_id}`);
       }),
     );
   trust.command('list').action(
     action(async (out, cmd) => {
-      const keys = await new TrustStore(new Home(homeOf(cmd)).trust).list();
+      const keys = await (await trustStore(cmd)).list();
       out.result({ keys: keys.map((k) => ({ key_id: k.key_id, file: k.file })) }, keys.map((k) => k.key_id).join('\n') || 'no trusted keys');
     }),
   );
@@ -260,7 +266,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('<keyid>')
     .action(
       action(async (out, cmd, keyId: string) => {
-        const removed = await new TrustStore(new Home(homeOf(cmd)).trust).remove(keyId);
+        const removed = await (await trustStore(cmd)).remove(keyId);
         out.result({ key_id: removed }, `removed ${removed}`);
       }),
     );
@@ -271,7 +277,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('<id>')
     .action(
       action(async (out, cmd, id: string) => {
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const state = engine.registry.installedState(id);
           if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
@@ -301,7 +307,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('<id>')
     .action(
       action(async (out, cmd, id: string) => {
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const stopped = await engine.runtime.stop(id);
           out.result({ id, stopped }, stopped ? `${id} stopped` : `${id} was not running`);
@@ -348,7 +354,7 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
-        const engine = openEngine(cmd);
+        const engine = await openEngine(cmd);
         try {
           const r = await engine.pullModel({ id: target.id, version: target.version }, progressLine(out));
           const fields = { id: r.id, version: r.version, path: r.path, job_id: r.jobId, state: r.state, attached: r.attached };

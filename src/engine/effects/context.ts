@@ -22,6 +22,8 @@ export interface EngineContext {
   trust: TrustStore;
   fetch: FetchLike;
   stallTimeoutMs?: number;
+  /** Stage files while the package downloads (default on). */
+  prestage?: boolean;
   now(): number;
   requireHub(): HubClient;
   verifyRelease: typeof verifyServiceRelease;

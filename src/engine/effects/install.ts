@@ -32,6 +32,7 @@ import { waitHealthy } from '../../runtime/manager.js';
 import { serviceManifestSchema } from '../../schemas/manifest.js';
 import { parseJsonOrThrow } from '../../schemas/parse.js';
 import { stageArchive } from '../../stage/stage.js';
+import { Prestager, prestageMarker, verifyPrestaged } from '../../stage/prestage.js';
 import { effect } from '../effect.js';
 import { exists, fsyncDir, removeDirAtomically } from '../fs-util.js';
 import type { JobHandle } from '../runner.js';
@@ -102,6 +103,10 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     downloadArchive: effect<DownloadInput, DownloadOutput>(async (input, signal) => {
       await mkdir(home.downloads, { recursive: true });
       const dest = home.archive(input.id, input.version, input.platform, input.archive.sha256);
+      const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
+      await mkdir(home.serviceDir(input.id), { recursive: true });
+      // Stage while downloading; the stage step checks the result or does the work itself.
+      const prestager = ctx.prestage === false ? null : new Prestager({ dest, manifest, stagingDir: home.stagingDir(input.id, input.jobId), signal });
       const meter = new SpeedMeter();
       let checkpoint = { bytes: 0, t: ctx.now() };
       let lastRow = 0;
@@ -115,6 +120,11 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           fetch: ctx.fetch,
           signal,
           stallTimeoutMs: ctx.stallTimeoutMs,
+          // The archive is a cache whose hash is checked again before any reuse; the staged
+          // files are what must survive a power cut, and they are fsynced.
+          durable: false,
+          onFlushed: (n) => prestager?.flushedTo(n),
+          onRestart: () => prestager?.abandon('the download restarted from zero'),
           onProgress: (p) => {
             const t = ctx.now();
             if (!started) {
@@ -145,8 +155,11 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           },
         });
         progress.hooks.emit('downloadComplete', { jobId: job.jobId, target: job.target(), bytes: r.size, sha256: r.sha256 });
-        return { path: r.path, size: r.size, sha256: r.sha256, bytesFetched: r.bytesFetched, resumedFrom: r.resumedFrom };
+        const prestaged = prestager === null ? false : await prestager.finish(r.size);
+        return { path: r.path, size: r.size, sha256: r.sha256, bytesFetched: r.bytesFetched, resumedFrom: r.resumedFrom, prestaged };
       } catch (err) {
+        prestager?.abandon('the download failed');
+        await prestager?.settle();
         const e = toModelhubError(err);
         if (!signal.aborted) progress.hooks.emit('downloadError', { jobId: job.jobId, target: job.target(), error: { code: e.code, message: e.message } });
         throw err;
@@ -167,6 +180,11 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
       const stagingDir = home.stagingDir(input.id, input.jobId);
       await mkdir(home.serviceDir(input.id), { recursive: true });
+      if (input.prestaged && (await verifyPrestaged(input.archivePath, manifest, stagingDir))) {
+        await fsyncDir(stagingDir);
+        return { stagingDir, files: manifest.files.length, bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
+      }
+      await rm(prestageMarker(stagingDir), { force: true });
       const r = await stageArchive({
         archive: input.archivePath,
         manifest,
@@ -232,6 +250,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
 
     cleanUp: effect<CleanUpInput, { removed: string[] }>(async ({ jobId, id, stagingDir, archivePath, discardDownload }) => {
       const removed: string[] = [];
+      await rm(prestageMarker(home.stagingDir(id, jobId)), { force: true });
       for (const dir of [stagingDir, home.stagingDir(id, jobId)]) {
         if (dir !== null && (await exists(dir))) {
           await rm(dir, { recursive: true, force: true });

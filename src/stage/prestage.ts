@@ -1,0 +1,115 @@
+// Staging while the package downloads: a worker thread (prestage-worker.ts, the work itself in
+// prestage-core.ts) follows the `.part` file as the downloader writes it and extracts each
+// listed file into the staging directory, hash-checked against the signed manifest, so that
+// the install does not read and write the whole package a second time after the download.
+//
+// It is only a head start. It gives up (and leaves the normal stager to do the work) at the
+// first thing it does not fully understand. When it succeeds, the stage step still checks the
+// archive's central directory against the manifest (verifyPrestaged) before the result is
+// used, and only after the archive's own SHA-256 was verified.
+import { existsSync } from 'node:fs';
+import { access, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { ServiceManifest } from '../schemas/manifest.js';
+import { serviceJsonSchema } from '../schemas/service.js';
+import { listEntries } from '../zip/open-zip.js';
+import { jsonEqual } from './json-equal.js';
+import { prestageMarker } from './prestage-core.js';
+import type { FromWorker, ToWorker } from './prestage-worker.js';
+
+export { prestageMarker };
+
+/** The compiled worker: beside this file in dist/, or in dist/ when running from sources (tests). */
+function workerScript(): string | null {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.join(here, 'prestage-worker.js'), path.resolve(here, '..', '..', 'dist', 'src', 'stage', 'prestage-worker.js')];
+  return candidates.find((c) => existsSync(c)) ?? null;
+}
+
+export class Prestager {
+  private readonly worker: Worker | null;
+  private readonly done: Promise<boolean>;
+
+  constructor(o: { dest: string; manifest: ServiceManifest; stagingDir: string; signal?: AbortSignal }) {
+    const script = workerScript();
+    if (script === null) {
+      this.worker = null;
+      this.done = Promise.resolve(false);
+      return;
+    }
+    const worker = new Worker(script, { workerData: { dest: o.dest, manifest: o.manifest, stagingDir: o.stagingDir } });
+    this.worker = worker;
+    this.done = new Promise<boolean>((resolve) => {
+      worker.once('message', (m: FromWorker) => resolve(m.ok));
+      worker.once('error', () => resolve(false));
+      worker.once('exit', () => resolve(false));
+    }).finally(() => void worker.terminate());
+    o.signal?.addEventListener('abort', () => this.abandon('aborted'), { once: true });
+  }
+
+  private send(m: ToWorker): void {
+    this.worker?.postMessage(m);
+  }
+
+  /** From the downloader: the first `n` bytes are on disk. */
+  flushedTo(n: number): void {
+    this.send({ type: 'flushed', n });
+  }
+
+  abandon(reason: string): void {
+    this.send({ type: 'abandon', reason });
+  }
+
+  /** The download is complete (`size` bytes, moved to dest): true when every file is staged. */
+  finish(size: number): Promise<boolean> {
+    this.send({ type: 'finish', size });
+    return this.done;
+  }
+
+  /** Resolves once the prestager has stopped (after abandon(), with false). */
+  settle(): Promise<boolean> {
+    return this.done;
+  }
+}
+
+/**
+ * The stage step's check of a prestaged directory, run after the archive's SHA-256 matched:
+ * the central directory lists exactly the manifest's files, at their sizes, as regular files,
+ * and the extracted service.json is the signed one. False: use the normal stager.
+ */
+export async function verifyPrestaged(archive: string, manifest: ServiceManifest, stagingDir: string): Promise<boolean> {
+  const marker = prestageMarker(stagingDir);
+  try {
+    await access(marker);
+  } catch {
+    return false;
+  }
+  await rm(marker, { force: true });
+  let entries;
+  try {
+    entries = await listEntries(archive);
+  } catch {
+    return false;
+  }
+  const want = new Map(manifest.files.map((f) => [f.path, f.size]));
+  const names = new Set<string>();
+  for (const e of entries) {
+    if (e.directory || e.symlink || e.encrypted || names.has(e.name) || want.get(e.name) !== e.size) return false;
+    names.add(e.name);
+  }
+  if (names.size !== want.size) return false;
+  try {
+    const extracted = JSON.parse(await readFile(path.join(stagingDir, 'service.json'), 'utf8')) as unknown;
+    const signed = JSON.parse(JSON.stringify(manifest.service)) as unknown;
+    if (!jsonEqual(extracted, signed)) {
+      const a = serviceJsonSchema.safeParse(extracted);
+      const b = serviceJsonSchema.safeParse(signed);
+      if (!a.success || !b.success || !jsonEqual(a.data, b.data)) return false;
+    }
+  } catch {
+    return false;
+  }
+  return true;
+}
