@@ -84,6 +84,8 @@ const WRITE_BUFFER_BYTES = MiB;
 const READ_BUFFER_BYTES = MiB;
 /** Free space we keep in hand on top of the bytes still to download. */
 export const DISK_MARGIN_BYTES = 64 * MiB;
+/** Longest time received bytes wait in memory before they are written to the part. */
+const FLUSH_MS = 250;
 const DEFAULT_STALL_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_ATTEMPTS = 3;
 const DEFAULT_MAX_STALLS = 10;
@@ -521,7 +523,9 @@ async function streamBody(
       throw diskError(ctx, err);
     }
   };
+  let lastFlush = Date.now();
   const flush = async (): Promise<void> => {
+    lastFlush = Date.now();
     if (fill === 0) return;
     await waitPending();
     const data = buf.subarray(0, fill);
@@ -574,6 +578,9 @@ async function streamBody(
         chunk = chunk.subarray(n);
         if (fill === buf.length) await flush();
       }
+      // A slow transfer fills the buffer slowly: write at least every FLUSH_MS, so that a
+      // killed process loses a fraction of a second of data, not a whole buffer.
+      if (fill > 0 && Date.now() - lastFlush >= FLUSH_MS) await flush();
       emit(ctx, st, have + r.value.length);
     }
   } finally {

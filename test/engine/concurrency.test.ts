@@ -37,7 +37,7 @@ describe('one job per target', () => {
 
   it('two different services install in parallel', async () => {
     const home = await b.newHome();
-    b.proxy.rate = 2 * 1024 * 1024;
+    b.proxy.rate = 1024 * 1024; // about 2 s each, so that both are surely running at once
     try {
       const [a, c] = await Promise.all([b.cli(home, ['install', 'demo-echo@1.0.0', '--no-start']), b.cli(home, ['install', 'other-svc@1.0.0', '--no-start'])]);
       expect(a.result).toMatchObject({ ok: true });

@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 function isPackage(p: string): boolean {
-  return p.endsWith('.zip');
+  return p.startsWith('/storage/');
 }
 
 export async function startProxy(target: string): Promise<Proxy> {
