@@ -1,5 +1,5 @@
 // Public catalog answers (SPEC §4), computed from the catalog rows alone.
-import semver from 'semver';
+import { latestVersion } from '../src/schemas/versions.js';
 import { idSchema, platformSchema, versionSchema } from '../src/schemas/common.js';
 import { modelManifestSchema, serviceManifestSchema, type ModelManifest, type ServiceManifest } from '../src/schemas/manifest.js';
 import { parseOrThrow } from '../src/schemas/parse.js';
@@ -14,11 +14,7 @@ function modelManifestOf(row: ReleaseRow): ModelManifest {
   return parseOrThrow(modelManifestSchema, JSON.parse(row.manifest), 'INTERNAL', 'stored manifest');
 }
 
-/** The newest version, preferring full releases over prereleases. */
-export function latestVersion(versions: readonly string[]): string | null {
-  const sorted = [...new Set(versions)].sort(semver.rcompare);
-  return sorted.find((v) => semver.prerelease(v) === null) ?? sorted[0] ?? null;
-}
+export { latestVersion };
 
 function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
@@ -187,7 +183,4 @@ export function ranking(catalog: Catalog, limitText: string | undefined): HubRes
   return json(200, rows.map((r, i) => ({ model_id: r.model_id, request_count: r.request_count, rank: i + 1 })));
 }
 
-export function notFound(what: string): HubResponse {
-  return fail('NOT_FOUND', what);
-}
 

@@ -2,7 +2,8 @@
 // switch → (stop old → start → health check) → commit, or clean up / roll back.
 // Pure: every effect is a named actor supplied by src/ through .provide(); guards and assigns
 // read only context and events. Time enters only inside events (see NOTES: XState persistence).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { inert } from './inert.js';
 import { errorInfoOf, type ErrorInfo } from './errors.js';
 import { INSTALL_RESTART_TABLE, MAX_RESTORES, type RestartRule } from './restart-table.js';
 
@@ -109,7 +110,6 @@ export interface InstallOutput {
 }
 
 // ---- effect signatures (implemented in src/engine/effects) ----------------------------
-const never = <I, O>() => fromPromise<O, I>(() => new Promise<O>(() => undefined));
 
 export interface ResolveInput {
   jobId: string;
@@ -188,6 +188,7 @@ export interface RollbackInput {
   restartPrevious: boolean;
   /** Did the new version's directory exist before this job? Then it is kept. */
   keepNewVersionDir: boolean;
+  archivePath: string | null;
 }
 
 function restartRuleOf(state: keyof typeof INSTALL_RESTART_TABLE): RestartRule {
@@ -205,18 +206,18 @@ export const installMachine = setup({
     output: {} as InstallOutput,
   },
   actors: {
-    resolveRelease: never<ResolveInput, ResolvedRelease>(),
-    verifyManifest: never<VerifyManifestInput, VerifiedRelease>(),
-    downloadArchive: never<DownloadInput, DownloadOutput>(),
-    verifyArchive: never<VerifyArchiveInput, DownloadOutput>(),
-    stageRelease: never<StageInput, StageOutput>(),
-    switchVersion: never<SwitchInput, SwitchOutput>(),
-    stopOldVersion: never<StopOldInput, { stopped: boolean }>(),
-    startService: never<StartInput, StartOutput>(),
-    checkHealth: never<HealthInput, HealthOutput>(),
-    commitRelease: never<CommitInput, CommitOutput>(),
-    cleanUp: never<CleanUpInput, { removed: string[] }>(),
-    rollBack: never<RollbackInput, RollbackOutput>(),
+    resolveRelease: inert<ResolveInput, ResolvedRelease>(),
+    verifyManifest: inert<VerifyManifestInput, VerifiedRelease>(),
+    downloadArchive: inert<DownloadInput, DownloadOutput>(),
+    verifyArchive: inert<VerifyArchiveInput, DownloadOutput>(),
+    stageRelease: inert<StageInput, StageOutput>(),
+    switchVersion: inert<SwitchInput, SwitchOutput>(),
+    stopOldVersion: inert<StopOldInput, { stopped: boolean }>(),
+    startService: inert<StartInput, StartOutput>(),
+    checkHealth: inert<HealthInput, HealthOutput>(),
+    commitRelease: inert<CommitInput, CommitOutput>(),
+    cleanUp: inert<CleanUpInput, { removed: string[] }>(),
+    rollBack: inert<RollbackInput, RollbackOutput>(),
   },
   guards: {
     restartLoop: ({ event }) => event.type === 'RESTORED' && event.restores > MAX_RESTORES,
@@ -483,6 +484,7 @@ export const installMachine = setup({
           previous: context.release!.installed.current,
           restartPrevious: context.request.start && context.release!.installed.running,
           keepNewVersionDir: context.release!.installed.versions.includes(context.release!.version),
+          archivePath: context.download?.path ?? null,
         }),
         onDone: { target: 'rolled_back', actions: assign({ current: ({ event }) => event.output.current, rolledBack: true }) },
         onError: { target: 'failed', actions: assign({ error: ({ context, event }) => ({ ...errorInfoOf(event.error), message: `rollback failed: ${errorInfoOf(event.error).message}${context.error ? ` (after: ${context.error.message})` : ''}` }) }) },

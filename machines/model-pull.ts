@@ -1,6 +1,7 @@
 // The model pull job: resolve → verify manifest → download every file (resumable, in
 // parallel, each checked against the signed manifest) → install (one rename) → committed.
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { inert } from './inert.js';
 import { errorInfoOf, type ErrorInfo } from './errors.js';
 import { MAX_RESTORES, MODEL_PULL_RESTART_TABLE } from './restart-table.js';
 
@@ -62,7 +63,6 @@ export interface CleanUpModelInput {
   discard: boolean;
 }
 
-const never = <I, O>() => fromPromise<O, I>(() => new Promise<O>(() => undefined));
 const DISCARD_CODES = new Set(['CHECKSUM_MISMATCH', 'SIZE_EXCEEDED']);
 
 export const modelPullMachine = setup({
@@ -73,11 +73,11 @@ export const modelPullMachine = setup({
     output: {} as { id: string; version: string | null; path: string | null; error: ErrorInfo | null },
   },
   actors: {
-    resolveModel: never<ResolveModelInput, ResolvedModel>(),
-    verifyModelManifest: never<VerifyModelInput, VerifiedModel>(),
-    downloadModelFiles: never<DownloadModelInput, { stagingDir: string }>(),
-    installModel: never<InstallModelInput, { path: string }>(),
-    cleanUpModel: never<CleanUpModelInput, { removed: string[] }>(),
+    resolveModel: inert<ResolveModelInput, ResolvedModel>(),
+    verifyModelManifest: inert<VerifyModelInput, VerifiedModel>(),
+    downloadModelFiles: inert<DownloadModelInput, { stagingDir: string }>(),
+    installModel: inert<InstallModelInput, { path: string }>(),
+    cleanUpModel: inert<CleanUpModelInput, { removed: string[] }>(),
   },
   guards: {
     restartLoop: ({ event }) => event.type === 'RESTORED' && event.restores > MAX_RESTORES,

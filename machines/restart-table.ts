@@ -39,5 +39,3 @@ export const MODEL_PULL_RESTART_TABLE = {
   installing: 'redo',
   cleaning_up: 'redo',
 } as const satisfies Record<string, RestartRule>;
-
-export type InstallPersistedState = keyof typeof INSTALL_RESTART_TABLE;

@@ -1,6 +1,7 @@
 // The uninstall job: stop the service if it runs, then remove the pointer and the versions.
 // Both steps are idempotent, so recovery simply redoes them (restart-table.ts).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { inert } from './inert.js';
 import { errorInfoOf, type ErrorInfo } from './errors.js';
 import { MAX_RESTORES, UNINSTALL_RESTART_TABLE } from './restart-table.js';
 
@@ -33,7 +34,6 @@ export interface RemoveOutput {
   current: string | null;
 }
 
-const never = <I, O>() => fromPromise<O, I>(() => new Promise<O>(() => undefined));
 
 export const uninstallMachine = setup({
   types: {
@@ -43,8 +43,8 @@ export const uninstallMachine = setup({
     output: {} as { id: string; removed: string[]; current: string | null; error: ErrorInfo | null },
   },
   actors: {
-    stopService: never<StopServiceInput, { stopped: boolean }>(),
-    removeVersions: never<RemoveInput, RemoveOutput>(),
+    stopService: inert<StopServiceInput, { stopped: boolean }>(),
+    removeVersions: inert<RemoveInput, RemoveOutput>(),
   },
   guards: {
     restartLoop: ({ event }) => event.restores > MAX_RESTORES,

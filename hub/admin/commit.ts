@@ -2,20 +2,13 @@
 // place (atomic on one file system), the parent fsynced, then the catalog row is inserted.
 // A crash between the two leaves a directory without a row, which sweepOrphans removes at the
 // next start and which no reader can reach meanwhile (every read goes through the catalog).
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
+import { fsyncDir } from '../../src/fs/durable.js';
 import path from 'node:path';
 import { ModelhubError } from '../../src/errors.js';
 import type { Catalog, ReleaseRow } from '../catalog.js';
 import type { IncomingUpload } from './incoming.js';
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function commitRelease(upload: IncomingUpload, finalDir: string, catalog: Catalog, row: ReleaseRow): Promise<void> {
   const label = `${row.kind} ${row.id} ${row.version}${row.platform === '' ? '' : ` ${row.platform}`}`;

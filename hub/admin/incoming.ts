@@ -2,7 +2,8 @@
 // while it streams. Nothing here is visible to readers until commit.ts moves it into place.
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { fsyncFile } from '../../src/fs/durable.js';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -52,12 +53,7 @@ export class IncomingUpload {
       },
     });
     await pipeline(source, meter, createWriteStream(file, { flags: 'wx', highWaterMark: 1 << 20 }));
-    const fh = await open(file, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncFile(file);
     const part = { file, size, sha256: hash.digest('hex') };
     this.parts.set(field, part);
     return part;

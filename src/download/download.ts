@@ -11,6 +11,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelhubError } from '../errors.js';
+import { fsyncDir } from '../fs/durable.js';
 import { defaultFetch, type FetchLike, type FetchResponseLike } from './fetch-like.js';
 
 export interface DownloadProgress {
@@ -702,18 +703,6 @@ async function renameWithRetry(from: string, to: string): Promise<void> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  if (process.platform === 'win32') return; // directories cannot be opened for fsync there
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // some filesystems refuse fsync on a directory; the rename itself is still atomic
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
 
 function parseContentRange(v: string | null): { start: number; end: number; total: number | null } | null {
   if (v === null) return null;

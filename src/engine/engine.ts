@@ -97,6 +97,8 @@ export class Engine {
   private readonly ctx: EngineContext;
   private readonly owner = randomUUID();
   private readonly running = new Set<JobRun>();
+  /** Jobs this engine is running now: never "recovered" by this engine as if interrupted. */
+  private readonly runningIds = new Set<string>();
 
   constructor(private readonly options: EngineOptions) {
     this.home = new Home(options.home);
@@ -203,9 +205,11 @@ export class Engine {
       },
     });
     this.running.add(run);
+    this.runningIds.add(row.id);
     run.start();
     return run.done.finally(() => {
       this.running.delete(run);
+      this.runningIds.delete(row.id);
       this.progressHub.forget(row.id);
     });
   }
@@ -248,6 +252,7 @@ export class Engine {
         if (took) {
           const fresh = this.jobs.job(jobId);
           if (fresh !== undefined && fresh.active === 1) await this.resume(fresh);
+          else this.leases.release(row.subject);
           continue;
         }
       }
@@ -360,6 +365,10 @@ export class Engine {
   async recover(): Promise<RecoverReport> {
     const report: RecoverReport = { recovered: [], busy: [], swept: [] };
     for (const row of this.jobs.activeJobs()) {
+      if (this.runningIds.has(row.id)) {
+        report.busy.push(row.id);
+        continue;
+      }
       const now = this.ctx.now();
       const took = this.db
         .transaction(() => {
@@ -391,6 +400,15 @@ export class Engine {
       for (const name of await sweepServiceDir(this.home.serviceDir(id), activeIds)) report.swept.push(`${id}/${name}`);
     }
     return report;
+  }
+
+  /** start/stop of a service must not race an install or uninstall that is switching it. */
+  assertNoJob(id: string): void {
+    const job = this.jobs.activeJobFor(`service:${id}`);
+    const lease = job === undefined ? undefined : this.leases.get(job.subject);
+    if (job !== undefined && lease !== undefined && lease.job_id === job.id && this.leases.isLive(lease, this.ctx.now())) {
+      throw new ModelhubError('INVALID_REQUEST', `${id}: a ${job.kind} job (${job.target}, ${job.state}) is running; try again when it ends`, { retryable: true, details: { job_id: job.id } });
+    }
   }
 
   /** Stops the jobs this engine runs (their state stays persisted for recovery). */

@@ -1,6 +1,7 @@
 // File-system steps shared by the effects, each idempotent.
 import { randomBytes } from 'node:crypto';
-import { access, open, readdir, rename, rm } from 'node:fs/promises';
+import { access, readdir, rename, rm } from 'node:fs/promises';
+import { fsyncDir } from '../fs/durable.js';
 import path from 'node:path';
 
 export async function exists(p: string): Promise<boolean> {
@@ -10,14 +11,7 @@ export async function exists(p: string): Promise<boolean> {
   );
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+export { fsyncDir };
 
 /**
  * Removes a directory so that no half-removed tree is ever left at its name: it is first

@@ -41,7 +41,4 @@ export class Home {
   modelDir(id: string, version: string): string {
     return path.join(this.models, id, version);
   }
-  modelStaging(id: string, jobId: string): string {
-    return path.join(this.models, id, `.staging-${jobId}`);
-  }
 }

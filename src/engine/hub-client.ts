@@ -42,20 +42,30 @@ export type ModelDetail = z.infer<typeof modelDetail>;
 export class HubClient {
   readonly base: string;
 
-  constructor(base: string, private readonly fetch: FetchLike) {
+  constructor(
+    base: string,
+    private readonly fetch: FetchLike,
+    private readonly timeoutMs = 30_000,
+  ) {
     this.base = base.replace(/\/+$/, '');
   }
 
   private async get(path: string, signal: AbortSignal, max = MAX_JSON_BYTES): Promise<string> {
     const url = this.base + path;
+    // A hub that accepts the connection and never answers must not hold a job forever.
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const both = AbortSignal.any([signal, timeout]);
     let res: FetchResponseLike;
+    let text: string;
     try {
-      res = await this.fetch(url, { method: 'GET', headers: { accept: 'application/json, text/plain' }, signal });
+      res = await this.fetch(url, { method: 'GET', headers: { accept: 'application/json, text/plain' }, signal: both });
+      text = await readBody(res, max);
     } catch (err) {
       if (signal.aborted) throw err;
-      throw new ModelhubError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err });
+      if (err instanceof ModelhubError) throw err;
+      const why = timeout.aborted ? `no answer within ${this.timeoutMs} ms` : (err as Error).message;
+      throw new ModelhubError('NETWORK_ERROR', `GET ${url}: ${why}`, { cause: err, retryable: true });
     }
-    const text = await readBody(res, max);
     if (res.status >= 200 && res.status < 300) return text;
     let code: string | undefined;
     let message = text.slice(0, 300);

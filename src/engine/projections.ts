@@ -45,7 +45,8 @@ export function project(db: Db, kind: JobKind, event: { type: string; [k: string
         if (version !== undefined && !keep) db.prepare('DELETE FROM service_versions WHERE id = ? AND version = ?').run(id, version);
         db.prepare(
           `INSERT INTO services (id, current, previous, updated_at) VALUES (?, ?, NULL, ?)
-           ON CONFLICT (id) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at`,
+           ON CONFLICT (id) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at,
+             previous = CASE WHEN services.previous = excluded.current THEN NULL ELSE services.previous END`,
         ).run(id, out.current, ts);
         dropServiceIfEmpty(db, id);
         break;

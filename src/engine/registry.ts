@@ -20,10 +20,12 @@ export class Registry {
     return rows.map((r) => r.version).sort(semver.compare);
   }
 
+  /** `running`: the current version itself runs (another version running does not count). */
   installedState(id: string): InstalledState {
     const row = this.db.prepare('SELECT current FROM services WHERE id = ?').get(id) as { current: string | null } | undefined;
-    const rt = this.db.prepare('SELECT pid FROM runtime WHERE id = ?').get(id) as { pid: number } | undefined;
-    return { current: row?.current ?? null, versions: this.versionsOf(id), running: rt !== undefined && isAlive(rt.pid) };
+    const rt = this.db.prepare('SELECT pid, version FROM runtime WHERE id = ?').get(id) as { pid: number; version: string } | undefined;
+    const current = row?.current ?? null;
+    return { current, versions: this.versionsOf(id), running: rt !== undefined && rt.version === current && isAlive(rt.pid) };
   }
 
   previousOf(id: string): string | null {

@@ -4,6 +4,7 @@
 import { initialTransition, transition, type AnyStateMachine, type AnyMachineSnapshot, type EventObject } from 'xstate';
 import { installMachine } from '../../machines/install.js';
 import { uninstallMachine } from '../../machines/uninstall.js';
+import { modelPullMachine } from '../../machines/model-pull.js';
 import { ModelhubError } from '../errors.js';
 import { describeIssues } from '../schemas/parse.js';
 import { exportLineSchema, type ExportLine } from './export-format.js';
@@ -46,7 +47,7 @@ export function parseExport(text: string): ExportLine[] {
 const KIND_BY_EVENT: [RegExp, JobKind][] = [
   [/^xstate\.(done|error)\.actor\.(resolveRelease|verifyManifest|downloadArchive|stageRelease|switchVersion|rollBack)$/, 'install'],
   [/^xstate\.(done|error)\.actor\.(stopService|removeVersions)$/, 'uninstall'],
-  [/^xstate\.(done|error)\.actor\.(resolveModel|downloadModelFiles|installModel)$/, 'model_pull'],
+  [/^xstate\.(done|error)\.actor\.(resolveModel|verifyModelManifest|downloadModelFiles|installModel|cleanUpModel)$/, 'model_pull'],
 ];
 
 function kindOf(lines: ExportLine[]): JobKind | undefined {
@@ -61,7 +62,7 @@ function kindOf(lines: ExportLine[]): JobKind | undefined {
 export function machineOf(kind: JobKind): AnyStateMachine {
   if (kind === 'install') return installMachine;
   if (kind === 'uninstall') return uninstallMachine;
-  throw new ModelhubError('INVALID_REQUEST', `no replayable machine for ${kind} jobs in this build`);
+  return modelPullMachine;
 }
 
 export function replay(lines: ExportLine[]): ReplayResult {

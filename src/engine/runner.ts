@@ -90,6 +90,13 @@ export class JobRun implements JobHandle {
     if (this.failure !== undefined) return;
     this.failure = err;
     this.abort.abort(err);
+    // Let another process (or a later recover) take the job over at once, not after the ttl.
+    this.stopBeat();
+    try {
+      this.spec.leases.release(this.spec.subject);
+    } catch {
+      // the database itself may be what failed; the lease then expires with its ttl
+    }
     setImmediate(() => {
       this.actor?.stop();
       this.rejectDone(err);

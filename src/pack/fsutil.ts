@@ -1,5 +1,6 @@
 // Small file-system helpers for the packer: hashing pass-through streams, durable renames and
 // path containment. Nothing here buffers a whole file.
+import { fsyncDir } from '../fs/durable.js';
 import { createHash, type Hash } from 'node:crypto';
 import { open, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -44,18 +45,7 @@ export function isEnoent(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT';
 }
 
-/** fsync a directory so a rename inside it survives a crash (a no-op where unsupported). */
-export async function fsyncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // Windows cannot open or fsync a directory; the rename is as durable as it gets there.
-  } finally {
-    await fh?.close();
-  }
-}
+export { fsyncDir };
 
 /** Write `data` to `file` through a temp name in the same directory: write, fsync, rename. */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {

@@ -15,6 +15,7 @@ import { inflateRawSync } from 'node:zlib';
 import { isSafeRelativePath } from '../schemas/safe-path.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
 import { stagedMode } from './staged-mode.js';
+import { fsyncDir } from '../fs/durable.js';
 
 const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;
@@ -164,8 +165,8 @@ export class PrestageExtractor {
       const target = path.join(this.o.stagingDir, ...name.split('/'));
       const dir = path.dirname(target);
       if (!madeDirs.has(dir)) {
+        for (let d = dir; d.length > this.o.stagingDir.length && !madeDirs.has(d); d = path.dirname(d)) madeDirs.add(d);
         await mkdir(dir, { recursive: true, mode: 0o755 });
-        madeDirs.add(dir);
       }
       let consumed: number;
       if (method === 0) {
@@ -189,6 +190,7 @@ export class PrestageExtractor {
         consumed = descriptor ? out.engine.bytesWritten : csize;
         const fh = await open(target, 'wx', stagedMode(f.mode));
         try {
+          await fh.chmod(stagedMode(f.mode));
           await fh.writeFile(out.buffer);
           await fh.sync();
         } finally {
@@ -206,12 +208,15 @@ export class PrestageExtractor {
       }
     }
     for (const f of files.keys()) if (!seen.has(f)) throw new GiveUp(`missing ${f}`);
+    // The new entries must survive a power cut too: every directory that got one.
+    for (const dir of [...madeDirs].sort((a, b) => b.length - a.length)) await fsyncDir(dir);
   }
 
   private async copyStored(src: FileHandle, start: number, size: number, target: string, sha256: string, mode: number): Promise<void> {
     const fh = await open(target, 'wx', mode);
     const hash = createHash('sha256');
     try {
+      await fh.chmod(mode); // the umask must not change what the manifest says
       let done = 0;
       while (done < size) {
         const len = Math.min(CHUNK, size - done);

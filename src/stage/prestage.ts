@@ -39,7 +39,11 @@ export class Prestager {
       this.done = Promise.resolve(false);
       return;
     }
-    const worker = new Worker(script, { workerData: { dest: o.dest, manifest: o.manifest, stagingDir: o.stagingDir } });
+    // A small heap: the worker only streams 1 MiB chunks; the installer's peak RSS is budgeted.
+    const worker = new Worker(script, {
+      workerData: { dest: o.dest, manifest: o.manifest, stagingDir: o.stagingDir },
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 48 },
+    });
     this.worker = worker;
     this.done = new Promise<boolean>((resolve) => {
       worker.once('message', (m: FromWorker) => resolve(m.ok));

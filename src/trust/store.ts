@@ -1,7 +1,8 @@
 // The node's trust store: minisign public key files in <home>/trust/, one per key id
 // (SPEC §5 trust add/list/remove). Several keys may be trusted at once, so a publisher can
 // rotate keys without shipping a new app.
-import { mkdir, readdir, readFile, rename, unlink, writeFile, open } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { writeFileAtomic } from '../fs/durable.js';
 import path from 'node:path';
 import { ModelhubError } from '../errors.js';
 import { readPublicKeyFile } from '../sign/keygen.js';
@@ -26,15 +27,7 @@ export class TrustStore {
     const text = formatPublicKey(key);
     await mkdir(this.dir, { recursive: true });
     const file = this.fileOf(keyId);
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeFile(tmp, text, { mode: 0o644 });
-    const fh = await open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
+    await writeFileAtomic(file, text);
     return { key_id: keyId, file, public_key: text };
   }
 

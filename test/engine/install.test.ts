@@ -10,6 +10,8 @@ let b: Bench;
 beforeAll(async () => {
   b = await makeBench();
   for (const version of ['1.0.0', '1.1.0', '1.2.0']) await b.publish({ version });
+  // Newer, but not for this platform: "latest" here must still be 1.2.0.
+  await b.publish({ version: '1.9.0', platform: 'windows-x64' });
 });
 
 describe('install --no-start', () => {

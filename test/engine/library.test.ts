@@ -13,6 +13,7 @@ let b: Bench;
 beforeAll(async () => {
   b = await makeBench();
   await b.publish({ version: '1.0.0', modelBytes: 24 * 1024 * 1024 });
+  await b.publishModel({ id: 'lib-model', version: '1.0.0' });
 });
 
 /** Node's global fetch (undici), as an Electron app would pass net.fetch. */
@@ -88,6 +89,25 @@ describe('Engine library', () => {
       watcher.close();
     } finally {
       b.proxy.rate = 0;
+    }
+  });
+
+  it('one engine runs an install and a model pull side by side without recovering its own job', async () => {
+    const home = path.join(await tempDir(), 'home');
+    const engine = new Engine({ home, hub: b.proxy.url });
+    await engine.trust.add(b.key.pub);
+    b.proxy.rate = 8 * 1024 * 1024;
+    try {
+      const install = engine.install({ id: 'demo-echo', version: '1.0.0', start: false });
+      while (!engine.jobs.allJobs().some((j) => j.state === 'downloading')) await new Promise((r) => setTimeout(r, 20));
+      const pull = await engine.pullModel({ id: 'lib-model' });
+      expect(pull).toMatchObject({ ok: true, version: '1.0.0' });
+      expect(await install).toMatchObject({ ok: true, current: '1.0.0' });
+      const jobs = engine.jobs.allJobs();
+      expect(jobs.map((j) => `${j.kind}:${j.state}:${j.restores}`).sort()).toEqual(['install:committed:0', 'model_pull:committed:0']);
+    } finally {
+      b.proxy.rate = 0;
+      engine.close();
     }
   });
 });

@@ -31,6 +31,9 @@ beforeAll(async () => {
   home = await b.newHome();
   committedJob = String((await b.cli(home, ['install', 'demo-echo@1.1.0', '--no-start'])).result!.job_id);
   failedJob = String((await b.cli(home, ['install', 'demo-echo@1.0.0', '--no-start'])).result!.job_id);
+  await b.publishModel({ version: '1.0.0' });
+  expect((await b.cli(home, ['models', 'pull', 'demo-tiny-nmt'])).result).toMatchObject({ ok: true });
+  expect((await b.cli(home, ['uninstall', 'demo-echo'])).result).toMatchObject({ ok: true });
 });
 
 describe('replay', () => {
@@ -52,9 +55,11 @@ describe('replay', () => {
     expect(r.result).toMatchObject({ ok: true, diverged_at: null });
   });
 
-  it('reproduces the whole log of several jobs', async () => {
+  it('reproduces the whole log of several jobs of every kind', async () => {
     const file = path.join(b.work, 'all.jsonl');
     expect((await b.cli(home, ['events', '--export', file])).code).toBe(0);
+    const kinds = new Set((await readFile(file, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { kind: string }).kind));
+    expect([...kinds].sort()).toEqual(['install', 'model_pull', 'uninstall']);
     expect((await replayFile(file)).result).toMatchObject({ ok: true, diverged_at: null });
   });
 

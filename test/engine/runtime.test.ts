@@ -87,4 +87,25 @@ describe('run what is installed', () => {
     expect(await statusOf(home)).toEqual([]);
     expect((await b.cli(home, ['list'])).result).toMatchObject({ services: [] });
   });
+
+  it('--no-start updates leave the running version alone, and a later install runs the current one', async () => {
+    const home = await b.newHome();
+    expect((await b.cli(home, ['install', 'demo-echo@1.1.0'])).result).toMatchObject({ ok: true, current: '1.1.0' });
+    const running = (await statusOf(home))[0]!;
+    expect(running).toMatchObject({ version: '1.1.0', healthy: true });
+    expect((await b.cli(home, ['install', 'demo-echo@1.0.0', '--no-start', '--allow-downgrade'])).result).toMatchObject({ ok: true, current: '1.0.0' });
+    // current 1.0.0, previous 1.1.0 (running), and now a third: 1.1.0 must not be deleted.
+    await b.publish({ version: '1.0.5' });
+    expect((await b.cli(home, ['install', 'demo-echo@1.0.5', '--no-start'])).result).toMatchObject({ ok: true, current: '1.0.5' });
+    const dirs = (await readdir(path.join(home, 'services', 'demo-echo'))).filter((n) => !n.startsWith('.') && n !== 'current').sort();
+    expect(dirs).toContain('1.1.0');
+    expect(await answer(running.port)).toMatchObject({ version: '1.1.0' });
+    // The current version is not the one running: installing it with start really starts it.
+    const r = await b.cli(home, ['install', 'demo-echo@1.0.5']);
+    expect(r.result).toMatchObject({ ok: true, current: '1.0.5' });
+    const [s] = await statusOf(home);
+    expect(s).toMatchObject({ version: '1.0.5', healthy: true });
+    expect(await answer(s!.port)).toMatchObject({ version: '1.0.5' });
+    await b.cli(home, ['uninstall', 'demo-echo']);
+  });
 });

@@ -1,20 +1,9 @@
 // Admin commands: keygen → pack → sign → publish.
 import type { Command } from 'commander';
-import { writeFile, rename, open } from 'node:fs/promises';
+import { writeFileAtomic } from '../../fs/durable.js';
 import { ModelhubError } from '../../errors.js';
 import { action, globalsOf, UsageError } from '../run.js';
 
-async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text, { mode: 0o644 });
-  const fh = await open(tmp, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-}
 
 export function registerAdminCommands(program: Command): void {
   program

@@ -2,7 +2,8 @@
 // status. Read-only commands open engine.db read-only and never create or change anything.
 import type { Command } from 'commander';
 import os from 'node:os';
-import { readFile, rename, writeFile, open } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../fs/durable.js';
 import type { Engine } from '../../engine/engine.js';
 import { openDbReadOnly } from '../../engine/db.js';
 import { toExportLine } from '../../engine/export-format.js';
@@ -39,6 +40,10 @@ export function parseTarget(text: string): { id: string; version: string | null 
   return { id, version };
 }
 
+function requireHub(cmd: Command): void {
+  if (hubOf(cmd) === undefined) throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
+}
+
 /** The engine and the trust store are loaded on use: read-only commands start faster. */
 async function openEngine(cmd: Command): Promise<Engine> {
   const { Engine } = await import('../../engine/engine.js');
@@ -71,17 +76,6 @@ function jobLine(j: JobRow): Record<string, unknown> {
   return { id: j.id, kind: j.kind, target: j.target, state: j.state, started_at: iso(j.started_at), ended_at: iso(j.ended_at), restores: j.restores };
 }
 
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  const fh = await open(tmp, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-}
 
 /** The read-only view; null when the home has no engine.db yet. */
 function readOnly(cmd: Command): { jobs: JobsStore; registry: Registry; close: () => void; home: Home } | null {
@@ -103,6 +97,7 @@ export function registerNodeCommands(program: Command): void {
       action(async (out, cmd, targetText: string) => {
         const o = cmd.opts<{ platform?: string; allowDowngrade?: boolean; start: boolean }>();
         const target = parseTarget(targetText);
+        requireHub(cmd);
         const platform = o.platform === undefined ? undefined : platformSchema.safeParse(o.platform);
         if (platform !== undefined && !platform.success) throw new UsageError(`--platform: unknown platform "${o.platform}"`);
         const engine = await openEngine(cmd);
@@ -210,7 +205,7 @@ export function registerNodeCommands(program: Command): void {
         view?.close();
         const o = cmd.opts<{ export?: string }>();
         if (o.export !== undefined) {
-          await writeAtomic(o.export, lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length > 0 ? '\n' : ''));
+          await writeFileAtomic(o.export, lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length > 0 ? '\n' : ''));
           out.result({ file: o.export, count: lines.length }, `${lines.length} events → ${o.export}`);
           return;
         }
@@ -236,7 +231,7 @@ export function registerNodeCommands(program: Command): void {
           return;
         }
         if (out.json) {
-          process.stdout.write(JSON.stringify({ type: 'result', ok: false, states, diverged_at: r.diverged_at, error: { code: 'MANIFEST_MISMATCH', message: r.reason } }) + '\n');
+          process.stdout.write(JSON.stringify({ type: 'result', ok: false, states, diverged_at: r.diverged_at, error: { code: 'INVALID_REQUEST', message: r.reason } }) + '\n');
         } else {
           process.stdout.write(`${human}\n`);
           process.stderr.write(`diverged at seq ${r.diverged_at}: ${r.reason ?? ''}\n`);
@@ -279,6 +274,7 @@ export function registerNodeCommands(program: Command): void {
       action(async (out, cmd, id: string) => {
         const engine = await openEngine(cmd);
         try {
+          engine.assertNoJob(id);
           const state = engine.registry.installedState(id);
           if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
           const running = engine.runtime.running(id);
@@ -309,6 +305,7 @@ export function registerNodeCommands(program: Command): void {
       action(async (out, cmd, id: string) => {
         const engine = await openEngine(cmd);
         try {
+          engine.assertNoJob(id);
           const stopped = await engine.runtime.stop(id);
           out.result({ id, stopped }, stopped ? `${id} stopped` : `${id} was not running`);
         } finally {
@@ -354,6 +351,7 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
+        requireHub(cmd);
         const engine = await openEngine(cmd);
         try {
           const r = await engine.pullModel({ id: target.id, version: target.version }, progressLine(out));

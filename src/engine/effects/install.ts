@@ -3,6 +3,7 @@
 import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
+import { latestVersion } from '../../schemas/versions.js';
 import type {
   CleanUpInput,
   CommitInput,
@@ -44,6 +45,11 @@ export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
 export const CHECKPOINT_MS = 1000;
 const DISK_MARGIN_BYTES = 64 * 1024 * 1024;
 
+/** The downloaded package with its partial and sidecar files. */
+async function removeArchive(archivePath: string): Promise<void> {
+  for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) await rm(f, { force: true });
+}
+
 export function installEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
   const { home, adapter, runtime, progress, jobs } = ctx;
 
@@ -51,8 +57,13 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     resolveRelease: effect<ResolveInput, ResolvedRelease>(async ({ request }, signal) => {
       const hub = ctx.requireHub();
       const detail = await hub.service(request.id, signal);
-      const version = request.version ?? detail.latest_version;
-      if (version === null) throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no published version`);
+      // Without a version: the newest one released for this platform (full releases first).
+      const version = request.version ?? latestVersion(detail.versions.filter((v) => v.platforms[request.platform] !== undefined).map((v) => v.version));
+      if (version === null) {
+        throw new ModelhubError(detail.versions.length === 0 ? 'VERSION_NOT_FOUND' : 'PLATFORM_NOT_SUPPORTED', `service ${request.id} has no published version for ${request.platform}`, {
+          details: { versions: detail.versions.map((v) => v.version) },
+        });
+      }
       const entry = detail.versions.find((v) => v.version === version);
       if (entry === undefined) {
         throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no version ${version}`, { details: { versions: detail.versions.map((v) => v.version) } });
@@ -232,19 +243,25 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     }),
 
     commitRelease: effect<CommitInput, CommitOutput>(async ({ id, version, previous, archivePath }) => {
-      const keep = new Set([version, previous].filter((v): v is string => v !== null));
+      // Keep current + previous, and whatever version still runs (after --no-start updates).
+      const keep = new Set([version, previous, runtime.running(id)?.version ?? null].filter((v): v is string => v !== null));
       const serviceDir = home.serviceDir(id);
       const removed: string[] = [];
+      // Housekeeping only: the new version is healthy and current whatever happens here, so a
+      // directory that cannot be removed now (a file held open) is left for a later commit.
       for (const name of await readdir(serviceDir)) {
-        if (semver.valid(name) === name && !keep.has(name)) {
+        if (semver.valid(name) !== name || keep.has(name)) continue;
+        try {
           await removeDirAtomically(path.join(serviceDir, name));
           removed.push(name);
+        } catch (err) {
+          ctx.warn(`could not remove ${id} ${name}: ${(err as Error).message}`);
         }
       }
-      for (const v of ctx.registry.installedState(id).versions) if (!keep.has(v) && !removed.includes(v)) removed.push(v);
-      if (archivePath !== null) {
-        for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) await rm(f, { force: true });
+      for (const v of ctx.registry.installedState(id).versions) {
+        if (!keep.has(v) && !removed.includes(v) && !(await exists(path.join(serviceDir, v)))) removed.push(v);
       }
+      if (archivePath !== null) await removeArchive(archivePath);
       return { removed: removed.sort(semver.compare) };
     }),
 
@@ -258,17 +275,13 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
         }
       }
       if (discardDownload && archivePath !== null) {
-        for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) {
-          if (await exists(f)) {
-            await rm(f, { force: true });
-            removed.push(f);
-          }
-        }
+        await removeArchive(archivePath);
+        removed.push(archivePath);
       }
       return { removed };
     }),
 
-    rollBack: effect<RollbackInput, RollbackOutput>(async ({ jobId, id, version, previous, restartPrevious, keepNewVersionDir }, signal) => {
+    rollBack: effect<RollbackInput, RollbackOutput>(async ({ jobId, id, version, previous, restartPrevious, keepNewVersionDir, archivePath }, signal) => {
       const serviceDir = home.serviceDir(id);
       await runtime.stop(id, version);
       await rm(home.stagingDir(id, jobId), { recursive: true, force: true });
@@ -277,6 +290,8 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       else await adapter.removeCurrent(serviceDir);
       if (!keepNewVersionDir && version !== previous) await removeDirAtomically(home.versionDir(id, version));
       const current = previous !== null && (await exists(home.versionDir(id, previous))) ? previous : null;
+      // The package of a release that failed is of no further use.
+      if (archivePath !== null) await removeArchive(archivePath);
       let restarted = false;
       if (restartPrevious && current !== null) {
         try {
