@@ -1,6 +1,6 @@
 // Small file-system helpers for the packer: hashing pass-through streams, durable renames and
 // path containment. Nothing here buffers a whole file.
-import { fsyncDir } from '../fs/durable.js';
+import { fsyncDir, fsyncFile } from '../fs/durable.js';
 import { createHash, type Hash } from 'node:crypto';
 import { open, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -31,21 +31,12 @@ export class HashingStream extends Transform {
   }
 }
 
-/** fsync a file's data by path (through a second descriptor, which is enough on every OS). */
-export async function fsyncFile(file: string): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 export function isEnoent(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT';
 }
 
-export { fsyncDir };
+export { fsyncDir, fsyncFile };
 
 /** Write `data` to `file` through a temp name in the same directory: write, fsync, rename. */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {

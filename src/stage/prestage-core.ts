@@ -21,6 +21,7 @@ const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;
 const DATA_DESCRIPTOR = 0x08074b50;
 const CHUNK = 1 << 20;
+const SYNC_EVERY = 32 * CHUNK;
 /** Deflated entries are inflated in one piece; bigger ones are left to the normal stager. */
 const MAX_DEFLATED_BYTES = 16 * 1024 * 1024;
 
@@ -218,12 +219,19 @@ export class PrestageExtractor {
     try {
       await fh.chmod(mode); // the umask must not change what the manifest says
       let done = 0;
+      let synced = 0;
       while (done < size) {
         const len = Math.min(CHUNK, size - done);
         const buf = await this.read(src, start + done, len);
         hash.update(buf);
         await fh.write(buf, 0, len, done);
         done += len;
+        // Write back as we go, while the download keeps the CPU busy: the fsync at the end of a
+        // large file then has little left to wait for.
+        if (done - synced >= SYNC_EVERY) {
+          synced = done;
+          await fh.datasync();
+        }
       }
       if (hash.digest('hex') !== sha256) throw new GiveUp('hash differs');
       await fh.sync();
