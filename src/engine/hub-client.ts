@@ -32,6 +32,16 @@ const serviceDetail = z.object({
 }).loose();
 export type ServiceDetail = z.infer<typeof serviceDetail>;
 
+const serviceList = z.array(
+  z.object({
+    service_id: z.string(),
+    service_name: z.string().optional(),
+    latest_version: z.string().nullable(),
+    versions: z.array(z.object({ version: z.string() }).loose()),
+  }).loose(),
+);
+export type ServiceList = z.infer<typeof serviceList>;
+
 const modelDetail = z.object({
   id: z.string(),
   default_version: z.string().nullable(),
@@ -94,6 +104,10 @@ export class HubClient {
     const r = schema.safeParse(value);
     if (!r.success) throw new ModelhubError('NETWORK_ERROR', `hub: unexpected answer for ${path}: ${r.error.issues[0]?.message ?? ''}`);
     return r.data;
+  }
+
+  services(platform: string, signal: AbortSignal): Promise<ServiceList> {
+    return this.getJson(`/api/services?platform=${encodeURIComponent(platform)}`, serviceList, signal);
   }
 
   service(id: string, signal: AbortSignal): Promise<ServiceDetail> {

@@ -24,6 +24,8 @@ export interface Proxy {
   rate: number;
   /** Paths answered with these bytes instead of the hub's (a hostile release). */
   substitute: Map<string, Buffer>;
+  /** Paths answered with 503, as if that part of the hub were down. */
+  down: Set<string>;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ export async function startProxy(target: string): Promise<Proxy> {
     requests: new Map(),
     rate: 0,
     substitute: new Map(),
+    down: new Set(),
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();
@@ -58,6 +61,11 @@ export async function startProxy(target: string): Promise<Proxy> {
     const p = url.split('?')[0] ?? url;
     state.requests.set(p, (state.requests.get(p) ?? 0) + 1);
     const mode = state.mode;
+    if (state.down.has(p)) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ success: false, error: 'INTERNAL', message: 'down for the test', details: {}, timestamp: new Date().toISOString() }));
+      return;
+    }
     const fake = state.substitute.get(p);
     if (fake !== undefined) {
       const etag = `"${createHash('sha256').update(fake).digest('hex')}"`;

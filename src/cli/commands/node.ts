@@ -411,4 +411,29 @@ export function registerNodeCommands(program: Command): void {
         out.result({ ranking }, ranking.map((r) => `${r.rank}. ${r.model_id}  ${r.request_count}`).join('\n') || 'no demand recorded');
       }),
     );
+
+  program
+    .command('ui')
+    .description('the service-management page on 127.0.0.1')
+    .option('--port <n>', 'TCP port (0 picks a free one)', '8790')
+    .action(
+      action(async (out, cmd) => {
+        const port = Number(cmd.opts<{ port: string }>().port);
+        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
+        const engine = await openEngine(cmd);
+        await engine.recover();
+        const { startUiServer } = await import('../../ui/server.js');
+        const hub = hubOf(cmd);
+        const ui = await startUiServer({ engine, hub: hub === undefined ? null : new HubClient(hub, defaultFetch()), port, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
+        out.event({ type: 'ready', url: ui.url });
+        if (!out.json) process.stdout.write(`modelhub ui on ${ui.url}\n`);
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await engine.shutdown();
+        await ui.close();
+        engine.close();
+      }),
+    );
 }
