@@ -14,7 +14,7 @@ import { modelPath, ModelNotAvailableError } from '../../engine/model-path.js';
 import { HubClient } from '../../engine/hub-client.js';
 import { defaultFetch } from '../../download/fetch-like.js';
 import type { ProgressEvent } from '../../engine/progress.js';
-import { ModelhubError } from '../../errors.js';
+import { ModelhubError, type ErrorCode } from '../../errors.js';
 import { platformAdapter } from '../../platform/adapter.js';
 import { isAlive, probeHealth, waitHealthy } from '../../runtime/manager.js';
 import { platformSchema, versionSchema } from '../../schemas/common.js';
@@ -68,6 +68,16 @@ function progressLine(out: Output): (p: ProgressEvent) => void {
     });
 }
 
+/** A finished job's result line: ok, or the job's error with the same fields beside it. */
+function reportJob(out: Output, r: { ok: boolean; state: string; error: { code: ErrorCode; message: string } | null }, fields: Record<string, unknown>, human: string): number | undefined {
+  if (r.ok) {
+    out.result(fields, human);
+    return undefined;
+  }
+  out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
+  return EXIT_FAILED;
+}
+
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
@@ -107,13 +117,9 @@ export function registerNodeCommands(program: Command): void {
             progressLine(out),
           );
           const fields = { id: r.id, version: r.version, current: r.current, rolled_back: r.rolled_back, job_id: r.jobId, state: r.state, attached: r.attached };
-          if (r.ok) {
-            out.result(fields, `${r.id} ${r.version ?? ''} installed; current ${r.current ?? 'none'}`);
-            return;
-          }
-          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
-          if (!out.json) process.stderr.write(`${r.rolled_back ? 'rolled back; ' : ''}current: ${r.current ?? 'none'}\n`);
-          return EXIT_FAILED;
+          const code = reportJob(out, r, fields, `${r.id} ${r.version ?? ''} installed; current ${r.current ?? 'none'}`);
+          if (code !== undefined && !out.json) process.stderr.write(`${r.rolled_back ? 'rolled back; ' : ''}current: ${r.current ?? 'none'}\n`);
+          return code;
         } finally {
           engine.close();
         }
@@ -131,12 +137,7 @@ export function registerNodeCommands(program: Command): void {
         try {
           const r = await engine.uninstall({ id: target.id, version: target.version });
           const fields = { id: target.id, removed: r.removed, current: r.current, job_id: r.jobId, state: r.state };
-          if (r.ok) {
-            out.result(fields, `${target.id}: removed ${r.removed.join(', ') || 'nothing'}`);
-            return;
-          }
-          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
-          return EXIT_FAILED;
+          return reportJob(out, r, fields, `${target.id}: removed ${r.removed.join(', ') || 'nothing'}`);
         } finally {
           engine.close();
         }
@@ -356,12 +357,7 @@ export function registerNodeCommands(program: Command): void {
         try {
           const r = await engine.pullModel({ id: target.id, version: target.version }, progressLine(out));
           const fields = { id: r.id, version: r.version, path: r.path, job_id: r.jobId, state: r.state, attached: r.attached };
-          if (r.ok) {
-            out.result(fields, `${r.id} ${r.version ?? ''} → ${r.path ?? ''}`);
-            return;
-          }
-          out.failure(new ModelhubError(r.error?.code ?? 'INTERNAL', r.error?.message ?? `job ended in ${r.state}`), fields);
-          return EXIT_FAILED;
+          return reportJob(out, r, fields, `${r.id} ${r.version ?? ''} → ${r.path ?? ''}`);
         } finally {
           engine.close();
         }
