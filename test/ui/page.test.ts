@@ -11,8 +11,10 @@ import { makeBench, type Bench } from '../engine/fixture.js';
 let b: Bench;
 let browser: Browser;
 const children: ChildProcess[] = [];
+const homes: string[] = [];
 
 async function startUi(home: string): Promise<string> {
+  homes.push(home);
   const child = spawnCli(['ui', '--port', '0', '--home', home, '--hub', b.proxy.url, '--json']);
   children.push(child);
   const ready = await waitForLine(child, 'ready');
@@ -43,6 +45,8 @@ afterAll(async () => {
   await browser?.close();
   for (const c of children) c.kill('SIGTERM');
   b.proxy.rate = 0;
+  // The services the page installed run detached: stop them.
+  for (const home of homes) await b.cli(home, ['uninstall', 'demo-echo']);
 });
 
 describe('modelhub ui', () => {
