@@ -28,6 +28,11 @@ export class Registry {
     return { current, versions: this.versionsOf(id), running: rt !== undefined && rt.version === current && isAlive(rt.pid) };
   }
 
+  /** The recorded process of a service, alive or not. */
+  runtimeOf(id: string): { version: string; pid: number; port: number } | undefined {
+    return this.db.prepare('SELECT version, pid, port FROM runtime WHERE id = ?').get(id) as { version: string; pid: number; port: number } | undefined;
+  }
+
   previousOf(id: string): string | null {
     const row = this.db.prepare('SELECT previous FROM services WHERE id = ?').get(id) as { previous: string | null } | undefined;
     return row?.previous ?? null;

@@ -45,3 +45,8 @@ export const serviceJsonSchema = z.looseObject({
 export type ServiceJson = z.infer<typeof serviceJsonSchema>;
 export type PlatformEntry = z.infer<typeof platformEntrySchema>;
 export type HealthCheck = z.infer<typeof healthCheckSchema>;
+
+/** How long a start may take to become healthy: the startup grace plus the health timeout. */
+export function healthBudgetMs(hc: HealthCheck | undefined): number {
+  return (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000);
+}

@@ -18,6 +18,7 @@ import { ModelhubError, type ErrorCode } from '../../errors.js';
 import { platformAdapter } from '../../platform/adapter.js';
 import { isAlive, probeHealth, waitHealthy } from '../../runtime/manager.js';
 import { platformSchema, versionSchema } from '../../schemas/common.js';
+import { healthBudgetMs } from '../../schemas/service.js';
 import type { Output } from '../output.js';
 import { action, EXIT_FAILED, globalsOf, UsageError } from '../run.js';
 
@@ -48,6 +49,16 @@ function requireHub(cmd: Command): void {
 async function openEngine(cmd: Command): Promise<Engine> {
   const { Engine } = await import('../../engine/engine.js');
   return new Engine({ home: homeOf(cmd), hub: hubOf(cmd) });
+}
+
+/** Runs `body` with an engine that is closed afterwards, whatever happens. */
+async function withEngine<T>(cmd: Command, body: (engine: Engine) => Promise<T>): Promise<T> {
+  const engine = await openEngine(cmd);
+  try {
+    return await body(engine);
+  } finally {
+    engine.close();
+  }
 }
 
 async function trustStore(cmd: Command) {
@@ -110,8 +121,7 @@ export function registerNodeCommands(program: Command): void {
         requireHub(cmd);
         const platform = o.platform === undefined ? undefined : platformSchema.safeParse(o.platform);
         if (platform !== undefined && !platform.success) throw new UsageError(`--platform: unknown platform "${o.platform}"`);
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           const r = await engine.install(
             { id: target.id, version: target.version, allowDowngrade: o.allowDowngrade === true, start: o.start, platform: platform?.data },
             progressLine(out),
@@ -120,9 +130,7 @@ export function registerNodeCommands(program: Command): void {
           const code = reportJob(out, r, fields, `${r.id} ${r.version ?? ''} installed; current ${r.current ?? 'none'}`);
           if (code !== undefined && !out.json) process.stderr.write(`${r.rolled_back ? 'rolled back; ' : ''}current: ${r.current ?? 'none'}\n`);
           return code;
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
 
@@ -133,14 +141,11 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           const r = await engine.uninstall({ id: target.id, version: target.version });
           const fields = { id: target.id, removed: r.removed, current: r.current, job_id: r.jobId, state: r.state };
           return reportJob(out, r, fields, `${target.id}: removed ${r.removed.join(', ') || 'nothing'}`);
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
 
@@ -166,16 +171,13 @@ export function registerNodeCommands(program: Command): void {
     .description('finish or roll back interrupted jobs')
     .action(
       action(async (out, cmd) => {
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           const r = await engine.recover();
           out.result(
             { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, swept: r.swept },
             r.recovered.length === 0 ? 'nothing to recover' : r.recovered.map((j) => `${j.kind} ${j.target}: ${j.from} → ${j.state}`).join('\n'),
           );
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
 
@@ -273,8 +275,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('<id>')
     .action(
       action(async (out, cmd, id: string) => {
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           engine.assertNoJob(id);
           const state = engine.registry.installedState(id);
           if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
@@ -286,15 +287,13 @@ export function registerNodeCommands(program: Command): void {
           const s = await engine.runtime.start(id, state.current);
           const hc = s.service.health_check;
           try {
-            await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: Date.now() + (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000) });
+            await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: Date.now() + healthBudgetMs(hc) });
           } catch (err) {
             await engine.runtime.stop(id);
             throw err;
           }
           out.result({ id, version: state.current, pid: s.pid, port: s.port, already_running: false }, `${id} ${state.current} running (pid ${s.pid}, port ${s.port})`);
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
 
@@ -304,14 +303,11 @@ export function registerNodeCommands(program: Command): void {
     .argument('<id>')
     .action(
       action(async (out, cmd, id: string) => {
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           engine.assertNoJob(id);
           const stopped = await engine.runtime.stop(id);
           out.result({ id, stopped }, stopped ? `${id} stopped` : `${id} was not running`);
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
 
@@ -322,11 +318,10 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, id: string | undefined) => {
         const view = readOnly(cmd);
-        const db = view === null ? null : openDbReadOnly(view.home.db);
         const services: { id: string; version: string | null; pid: number | null; port: number | null; running: boolean; healthy: boolean }[] = [];
         for (const s of view?.registry.services() ?? []) {
           if (id !== undefined && s.id !== id) continue;
-          const rt = db?.prepare('SELECT version, pid, port FROM runtime WHERE id = ?').get(s.id) as { version: string; pid: number; port: number } | undefined;
+          const rt = view!.registry.runtimeOf(s.id);
           const alive = rt !== undefined && isAlive(rt.pid);
           let healthy = false;
           if (alive) {
@@ -335,7 +330,6 @@ export function registerNodeCommands(program: Command): void {
           }
           services.push({ id: s.id, version: alive ? rt.version : s.current, pid: alive ? rt.pid : null, port: alive ? rt.port : null, running: alive, healthy });
         }
-        db?.close();
         view?.close();
         if (id !== undefined && services.length === 0) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
         out.result(
@@ -353,14 +347,11 @@ export function registerNodeCommands(program: Command): void {
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
         requireHub(cmd);
-        const engine = await openEngine(cmd);
-        try {
+        return withEngine(cmd, async (engine) => {
           const r = await engine.pullModel({ id: target.id, version: target.version }, progressLine(out));
           const fields = { id: r.id, version: r.version, path: r.path, job_id: r.jobId, state: r.state, attached: r.attached };
           return reportJob(out, r, fields, `${r.id} ${r.version ?? ''} → ${r.path ?? ''}`);
-        } finally {
-          engine.close();
-        }
+        });
       }),
     );
   models

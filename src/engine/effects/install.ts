@@ -27,7 +27,8 @@ import type {
   VerifyArchiveInput,
   VerifyManifestInput,
 } from '../../../machines/install.js';
-import { downloadFile } from '../../download/download.js';
+import { DISK_MARGIN_BYTES, downloadFile } from '../../download/download.js';
+import { healthBudgetMs } from '../../schemas/service.js';
 import { ModelhubError, toModelhubError } from '../../errors.js';
 import { waitHealthy } from '../../runtime/manager.js';
 import { serviceManifestSchema } from '../../schemas/manifest.js';
@@ -43,7 +44,6 @@ import type { EngineContext } from './context.js';
 /** Log a download checkpoint at most this often (bytes AND time), never per chunk. */
 export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
 export const CHECKPOINT_MS = 1000;
-const DISK_MARGIN_BYTES = 64 * 1024 * 1024;
 
 /** The downloaded package with its partial and sidecar files. */
 async function removeArchive(archivePath: string): Promise<void> {
@@ -107,7 +107,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       return {
         keyId,
         archive: { url: release.archiveUrl, sha256: manifest.archive.sha256, size: manifest.archive.size },
-        healthBudgetMs: (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000),
+        healthBudgetMs: healthBudgetMs(hc),
       };
     }),
 
@@ -298,8 +298,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           const running = runtime.running(id);
           const s = running !== undefined && running.version === current ? { pid: running.pid, port: running.port, service: await runtime.serviceJson(id, current) } : await runtime.start(id, current);
           const hc = s.service.health_check;
-          const budget = (hc?.startup_grace_ms ?? 0) + (hc?.timeout_ms ?? 30_000);
-          await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: ctx.now() + budget, signal });
+          await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: ctx.now() + healthBudgetMs(hc), signal });
           restarted = true;
         } catch (err) {
           ctx.warn(`rollback of ${id}: the previous version ${current} did not come back healthy: ${toModelhubError(err).message}`);

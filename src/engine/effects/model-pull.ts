@@ -12,7 +12,7 @@ import type {
   VerifiedModel,
   VerifyModelInput,
 } from '../../../machines/model-pull.js';
-import { downloadFile } from '../../download/download.js';
+import { DISK_MARGIN_BYTES, downloadFile } from '../../download/download.js';
 import { ModelhubError } from '../../errors.js';
 import { modelManifestSchema } from '../../schemas/manifest.js';
 import { assertManifestConsistent } from '../../schemas/manifest-rules.js';
@@ -58,7 +58,7 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
       const totalBytes = m.files.reduce((n, f) => n + f.size, 0);
       await mkdir(ctx.home.root, { recursive: true });
       const s = await statfs(ctx.home.root);
-      if (s.bavail * s.bsize < totalBytes + 64 * 1024 * 1024) {
+      if (s.bavail * s.bsize < totalBytes + DISK_MARGIN_BYTES) {
         throw new ModelhubError('INSUFFICIENT_DISK', `${totalBytes} bytes are needed in ${ctx.home.root}, ${s.bavail * s.bsize} are free`);
       }
       const hub = ctx.requireHub();
