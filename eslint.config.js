@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.bench-build/**', 'eslint.config.js', 'vitest.config.ts', 'scripts/*.mjs'] },
+  { ignores: ['dist/**', 'node_modules/**', '.bench-build/**', 'eslint.config.js', 'vitest.config.ts', 'scripts/*.mjs', 'test/fixtures/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

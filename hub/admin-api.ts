@@ -114,7 +114,7 @@ export function markStable(ctx: AdminContext, kind: ReleaseKind, params: unknown
   return json(200, { success: true, kind, id: target.id, version: target.version, stable: true });
 }
 
-const usageBody = z.object({ model_id: idSchema, count: z.number().int().positive().max(1_000_000).default(1) });
+export const usageBody = z.object({ model_id: idSchema, count: z.number().int().positive().max(1_000_000).default(1) });
 
 export function addUsage(ctx: AdminContext, body: unknown): HubResponse {
   const { model_id, count } = parseOrThrow(usageBody, body, 'INVALID_REQUEST', 'body');

@@ -180,7 +180,8 @@ export function ranking(catalog: Catalog, limitText: string | undefined): HubRes
     }
   }
   const rows = catalog.ranking(limit);
-  return json(200, rows.map((r, i) => ({ model_id: r.model_id, request_count: r.request_count, rank: i + 1 })));
+  // Ranked by request_count + unavailable_count (Catalog.ranking): unmet demand counts as demand.
+  return json(200, rows.map((r, i) => ({ model_id: r.model_id, request_count: r.request_count, unavailable_count: r.unavailable_count, rank: i + 1 })));
 }
 
 

@@ -14,6 +14,9 @@ import * as catalogApi from './catalog-api.js';
 import * as storageApi from './storage-api.js';
 import * as adminApi from './admin-api.js';
 import { bearerMatches } from './admin/auth.js';
+import * as nodeApi from './node-api.js';
+import { packageVersion } from '../src/meta/package.js';
+import { hubIndex, openApiDocument } from './openapi/serve.js';
 
 export interface HubOptions {
   storage: string;
@@ -29,11 +32,26 @@ export interface HubOptions {
   /** Failed admin authentications allowed per client and window before 429. */
   authFailureLimit?: number;
   authFailureWindowMs?: number;
+  /**
+   * Bearer token of nodes (`--node-token` / $MODELHUB_NODE_TOKEN) for POST /api/model-unavailable;
+   * without one that route always answers 401.
+   */
+  nodeToken?: string;
+  /** Node reports accepted per client and window (default 600 a minute), valid or not. */
+  nodeReportLimit?: number;
+  nodeReportWindowMs?: number;
   logger?: boolean;
+}
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
 }
 
 export interface Hub {
   app: FastifyInstance;
+  /** Every route as fastify registered it (HEAD twins included): the OpenAPI test's truth. */
+  routes: readonly RegisteredRoute[];
   url: string;
   catalog: Catalog;
   layout: StorageLayout;
@@ -64,7 +82,20 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   const catalog = new Catalog(layout.dbFile);
   await sweepOrphans(layout, catalog);
 
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1 << 20, routerOptions: { maxParamLength: 1024 } });
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: 1 << 20,
+    routerOptions: { maxParamLength: 1024 },
+    // A URL fastify cannot even route (a malformed percent-encoding) still gets the one envelope.
+    frameworkErrors: (err: Error, _req: FastifyRequest, reply: FastifyReply) => {
+      void reply.code(400).send(envelope('INVALID_REQUEST', err.message));
+    },
+  });
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
+  const version = packageVersion();
   const ctx: adminApi.AdminContext = {
     catalog,
     layout,
@@ -110,7 +141,30 @@ export async function createHub(options: HubOptions): Promise<Hub> {
     },
   };
 
+  const nodeGuard = {
+    config: {
+      rateLimit: {
+        // Every request counts, valid token or not: a node in a retry loop must not flood the
+        // catalog, and guessing is limited the same way.
+        max: options.nodeReportLimit ?? 600,
+        timeWindow: options.nodeReportWindowMs ?? 60_000,
+        errorResponseBuilder: (_req: FastifyRequest, context: { after: string }) =>
+          new ModelhubError('RATE_LIMITED', `too many node reports; retry in ${context.after}`),
+      },
+    },
+    // After the rate limit (onRequest) and before the body is read: without the token, nothing
+    // of the request is parsed.
+    preParsing: async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!bearerMatches(req.headers.authorization, options.nodeToken)) {
+        reply.header('WWW-Authenticate', 'Bearer');
+        throw new ModelhubError('UNAUTHORIZED', options.nodeToken ? 'a valid node bearer token is required' : 'node reports are disabled: the hub has no MODELHUB_NODE_TOKEN');
+      }
+    },
+  };
+
   // ---- public ----
+  app.get('/', async (_req, reply) => write(reply, hubIndex(version)));
+  app.get('/api/openapi.json', async (_req, reply) => write(reply, openApiDocument(version)));
   app.get('/health', async (_req, reply) => write(reply, { status: 200, headers: {}, body: { status: 'ok' } }));
   app.get('/api/models', async (_req, reply) => write(reply, catalogApi.listModels(catalog)));
   app.get<{ Params: Params }>('/api/models/:id', async (req, reply) => write(reply, catalogApi.getModel(catalog, req.params.id ?? '')));
@@ -144,6 +198,7 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   app.get<{ Querystring: Query }>('/api/model-usage/ranking', async (req, reply) => write(reply, catalogApi.ranking(catalog, req.query.limit)));
 
   // ---- token ----
+  app.post('/api/model-unavailable', nodeGuard, async (req, reply) => write(reply, nodeApi.modelUnavailable(catalog, req.body)));
   app.post('/api/model-usage', adminGuard, async (req, reply) => write(reply, adminApi.addUsage(ctx, req.body)));
   app.put<{ Params: Params }>('/api/admin/services/:id/:version/:platform', adminGuard, async (req, reply) =>
     write(reply, await adminApi.publishService(ctx, req, req.params)),
@@ -165,6 +220,7 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   return {
     app,
+    routes,
     url: `http://${urlHost}:${port}`,
     catalog,
     layout,

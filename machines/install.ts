@@ -99,7 +99,9 @@ export interface InstallContext {
 export type InstallEvent =
   | { type: 'DOWNLOAD_PROGRESS'; bytesDone: number; bytesTotal: number }
   | { type: 'RESTORED'; restores: number }
-  | { type: 'CANCEL' };
+  | { type: 'CANCEL' }
+  | { type: 'PAUSE' }
+  | { type: 'RESUME' };
 
 export interface InstallOutput {
   id: string;
@@ -176,7 +178,12 @@ export interface CleanUpInput {
   id: string;
   stagingDir: string | null;
   archivePath: string | null;
-  /** A corrupt or hostile download is thrown away; an interrupted one is kept for resume. */
+  /** The release being downloaded, so its partial download can be found before it completed. */
+  archive: { version: string; platform: string; sha256: string } | null;
+  /**
+   * A corrupt or hostile download is thrown away, and so is a cancelled one; an interrupted
+   * one is kept for resume.
+   */
   discardDownload: boolean;
 }
 export interface RollbackInput {
@@ -223,6 +230,9 @@ export const installMachine = setup({
     restartLoop: ({ event }) => event.type === 'RESTORED' && event.restores > MAX_RESTORES,
     startRequested: ({ context }) => context.request.start,
     wasCancelled: ({ context }) => context.cancelled,
+    // Where a resumed job picks up: the first step whose result it does not have yet.
+    hasVerified: ({ context }) => context.verified !== null,
+    hasRelease: ({ context }) => context.release !== null,
     alreadyCurrent: ({ context, event }) => {
       if (!('output' in event)) return false;
       const r = event.output as ResolvedRelease;
@@ -288,6 +298,7 @@ export const installMachine = setup({
       on: {
         RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
         CANCEL: { target: 'cancelled', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
       },
       meta: { restart: restartRuleOf('resolving') },
     },
@@ -308,6 +319,7 @@ export const installMachine = setup({
       on: {
         RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
         CANCEL: { target: 'cancelled', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
       },
       meta: { restart: restartRuleOf('verifying_manifest') },
     },
@@ -330,8 +342,23 @@ export const installMachine = setup({
         DOWNLOAD_PROGRESS: { actions: 'noteProgress' },
         RESTORED: [{ guard: 'restartLoop', target: 'cleaning_up', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
         CANCEL: { target: 'cleaning_up', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
       },
       meta: { restart: restartRuleOf('downloading') },
+    },
+    // Nothing runs: no bytes flow, the engine releases the job's lease, the partial download
+    // and staging stay for RESUME. Recovery leaves a paused job alone (restart rule `hold`).
+    paused: {
+      on: {
+        RESUME: [
+          { guard: 'hasVerified', target: 'downloading' },
+          { guard: 'hasRelease', target: 'verifying_manifest' },
+          { target: 'resolving' },
+        ],
+        CANCEL: { target: 'cleaning_up', actions: 'noteCancel' },
+        RESTORED: { actions: 'noteRestore' },
+      },
+      meta: { restart: restartRuleOf('paused') },
     },
     verifying_archive: {
       invoke: {
@@ -463,7 +490,8 @@ export const installMachine = setup({
           id: context.request.id,
           stagingDir: context.staged?.stagingDir ?? null,
           archivePath: context.download?.path ?? null,
-          discardDownload: context.error !== null && DISCARD_DOWNLOAD_CODES.has(context.error.code),
+          archive: context.release !== null && context.verified !== null ? { version: context.release.version, platform: context.request.platform, sha256: context.verified.archive.sha256 } : null,
+          discardDownload: context.cancelled || (context.error !== null && DISCARD_DOWNLOAD_CODES.has(context.error.code)),
         }),
         onDone: [{ guard: 'wasCancelled', target: 'cancelled' }, { target: 'failed' }],
         onError: [{ guard: 'wasCancelled', target: 'cancelled' }, { target: 'failed' }],

@@ -31,11 +31,15 @@ export interface ModelPullContext extends ModelPullInput {
   stagingDir: string | null;
   path: string | null;
   error: ErrorInfo | null;
+  cancelled: boolean;
 }
 
 export type ModelPullEvent =
   | { type: 'DOWNLOAD_PROGRESS'; bytesDone: number; bytesTotal: number }
-  | { type: 'RESTORED'; restores: number };
+  | { type: 'RESTORED'; restores: number }
+  | { type: 'CANCEL' }
+  | { type: 'PAUSE' }
+  | { type: 'RESUME' };
 
 export interface ResolveModelInput {
   request: { id: string; version: string | null };
@@ -81,6 +85,9 @@ export const modelPullMachine = setup({
   },
   guards: {
     restartLoop: ({ event }) => event.type === 'RESTORED' && event.restores > MAX_RESTORES,
+    wasCancelled: ({ context }) => context.cancelled,
+    hasVerified: ({ context }) => context.verified !== null,
+    hasResolved: ({ context }) => context.resolved !== null,
     alreadyInstalled: ({ event }) => 'output' in event && (event.output as ResolvedModel).installedVersions.includes((event.output as ResolvedModel).version),
   },
   actions: {
@@ -93,10 +100,11 @@ export const modelPullMachine = setup({
       progress: ({ context, event }) =>
         event.type === 'DOWNLOAD_PROGRESS' ? { bytesDone: Math.max(context.progress.bytesDone, event.bytesDone), bytesTotal: event.bytesTotal } : context.progress,
     }),
+    noteCancel: assign({ cancelled: true, error: { code: 'INTERNAL' as const, message: 'cancelled', retryable: false } }),
   },
 }).createMachine({
   id: 'model_pull',
-  context: ({ input }) => ({ ...input, restores: 0, resolved: null, verified: null, progress: { bytesDone: 0, bytesTotal: 0 }, stagingDir: null, path: null, error: null }),
+  context: ({ input }) => ({ ...input, restores: 0, resolved: null, verified: null, progress: { bytesDone: 0, bytesTotal: 0 }, stagingDir: null, path: null, error: null, cancelled: false }),
   initial: 'resolving',
   output: ({ context }) => ({ id: context.request.id, version: context.resolved?.version ?? context.request.version, path: context.path, error: context.error }),
   states: {
@@ -111,7 +119,11 @@ export const modelPullMachine = setup({
         ],
         onError: { target: 'failed', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
       },
-      on: { RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }] },
+      on: {
+        RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
+        CANCEL: { target: 'cancelled', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
+      },
       meta: { restart: MODEL_PULL_RESTART_TABLE.resolving },
     },
     verifying_manifest: {
@@ -125,7 +137,11 @@ export const modelPullMachine = setup({
         },
         onError: { target: 'failed', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
       },
-      on: { RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }] },
+      on: {
+        RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
+        CANCEL: { target: 'cancelled', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
+      },
       meta: { restart: MODEL_PULL_RESTART_TABLE.verifying_manifest },
     },
     downloading: {
@@ -139,8 +155,23 @@ export const modelPullMachine = setup({
       on: {
         DOWNLOAD_PROGRESS: { actions: 'noteProgress' },
         RESTORED: [{ guard: 'restartLoop', target: 'cleaning_up', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }],
+        CANCEL: { target: 'cleaning_up', actions: 'noteCancel' },
+        PAUSE: { target: 'paused' },
       },
       meta: { restart: MODEL_PULL_RESTART_TABLE.downloading },
+    },
+    // Nothing runs; the partial files stay for RESUME; recovery leaves it alone (`hold`).
+    paused: {
+      on: {
+        RESUME: [
+          { guard: 'hasVerified', target: 'downloading' },
+          { guard: 'hasResolved', target: 'verifying_manifest' },
+          { target: 'resolving' },
+        ],
+        CANCEL: { target: 'cleaning_up', actions: 'noteCancel' },
+        RESTORED: { actions: 'noteRestore' },
+      },
+      meta: { restart: MODEL_PULL_RESTART_TABLE.paused },
     },
     installing: {
       invoke: {
@@ -157,15 +188,17 @@ export const modelPullMachine = setup({
       invoke: {
         id: 'cleanUpModel',
         src: 'cleanUpModel',
-        input: ({ context }) => ({ jobId: context.jobId, id: context.request.id, version: context.resolved?.version ?? null, discard: context.error !== null && DISCARD_CODES.has(context.error.code) }),
-        onDone: { target: 'failed' },
-        onError: { target: 'failed' },
+        // A cancelled pull's partial files go too (the user said so); an interrupted one keeps them.
+        input: ({ context }) => ({ jobId: context.jobId, id: context.request.id, version: context.resolved?.version ?? null, discard: context.cancelled || (context.error !== null && DISCARD_CODES.has(context.error.code)) }),
+        onDone: [{ guard: 'wasCancelled', target: 'cancelled' }, { target: 'failed' }],
+        onError: [{ guard: 'wasCancelled', target: 'cancelled' }, { target: 'failed' }],
       },
       on: { RESTORED: [{ guard: 'restartLoop', target: 'failed', actions: 'noteRestartLoop' }, { actions: 'noteRestore' }] },
       meta: { restart: MODEL_PULL_RESTART_TABLE.cleaning_up },
     },
     committed: { type: 'final' },
     failed: { type: 'final' },
+    cancelled: { type: 'final' },
   },
 });
 

@@ -5,10 +5,12 @@
 //               and redone, the pointer switch is re-applied, commit and clean-up re-run)
 //   roll_back – the job cannot be trusted to finish: after the switch and before commit the
 //               node returns to the version that was running
+//   hold      – a user paused the job: recovery leaves it paused (its partial files are kept)
+//               until the user resumes or cancels it
 // Restoring a job more than MAX_RESTORES times means a restart loop: it is failed (before the
 // switch) or rolled back (after it).
 
-export type RestartRule = 'resume' | 'redo' | 'roll_back';
+export type RestartRule = 'resume' | 'redo' | 'roll_back' | 'hold';
 
 export const MAX_RESTORES = 3;
 
@@ -16,6 +18,7 @@ export const INSTALL_RESTART_TABLE = {
   resolving: 'resume',
   verifying_manifest: 'resume',
   downloading: 'resume',
+  paused: 'hold',
   verifying_archive: 'redo',
   staging: 'redo',
   switching: 'redo',
@@ -36,6 +39,7 @@ export const MODEL_PULL_RESTART_TABLE = {
   resolving: 'resume',
   verifying_manifest: 'resume',
   downloading: 'resume',
+  paused: 'hold',
   installing: 'redo',
   cleaning_up: 'redo',
 } as const satisfies Record<string, RestartRule>;

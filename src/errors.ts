@@ -23,6 +23,8 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'INVALID_REQUEST',
   'INTERNAL',
+  // SPEC §10: jobs the user controls.
+  'CANCEL_TOO_LATE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -87,6 +89,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'UNTRUSTED_KEY':
       return 403;
     case 'ALREADY_EXISTS':
+    case 'CANCEL_TOO_LATE':
       return 409;
     case 'SIZE_EXCEEDED':
       return 413;

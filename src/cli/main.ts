@@ -3,15 +3,18 @@
 // (install, models, recover, replay…). SPEC §5 is its contract.
 import { Command, CommanderError } from 'commander';
 import { ModelhubError } from '../errors.js';
+import { packageVersion } from '../meta/package.js';
 import { Output } from './output.js';
 import { EXIT_USAGE } from './run.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerHubCommands } from './commands/hub.js';
+import { registerJobCommands } from './commands/jobs.js';
 import { registerNodeCommands } from './commands/node.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelhub')
     .description('Ship signed ML services and models to a fleet of machines')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--json', 'print JSON lines only: progress events, then one result line')
     .option('--home <dir>', 'the node data directory (default: $MODELHUB_HOME, else the platform app-data folder)')
     .option('--hub <url>', 'the hub (default: $MODELHUB_HUB)')
@@ -20,6 +23,7 @@ export function buildProgram(): Command {
   registerHubCommands(program);
   registerAdminCommands(program);
   registerNodeCommands(program);
+  registerJobCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -2,18 +2,8 @@
 // events while working, then exactly one result line. Without it, people get prose and, on a
 // TTY, a progress bar on stderr.
 import type { Writable } from 'node:stream';
+import type { ProgressEvent } from '../client/types.js';
 import { ModelhubError, toModelhubError } from '../errors.js';
-
-export interface ProgressLine {
-  job_id?: string;
-  target?: string;
-  phase: string;
-  bytes_done?: number;
-  bytes_total?: number;
-  speed_bps?: number;
-  eta_s?: number | null;
-  [key: string]: unknown;
-}
 
 function formatBytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -44,21 +34,22 @@ export class Output {
     if (this.json) this.writeLine(value);
   }
 
-  progress(p: ProgressLine): void {
+  /** With --json, the library's ProgressEvent as it is, with `"type":"progress"` added. */
+  progress(p: ProgressEvent): void {
     if (this.json) {
       this.writeLine({ type: 'progress', ...p });
       return;
     }
     if (this.stderr.isTTY !== true) return;
     const width = 30;
-    const total = p.bytes_total ?? 0;
-    const done = p.bytes_done ?? 0;
+    const total = p.bytesTotal;
+    const done = p.bytesDone;
     const frac = total > 0 ? Math.min(1, done / total) : 0;
     const filled = Math.round(frac * width);
-    const speed = p.speed_bps !== undefined ? `${formatBytes(p.speed_bps)}/s` : '';
-    const eta = p.eta_s !== undefined && p.eta_s !== null ? `ETA ${Math.ceil(p.eta_s)}s` : '';
-    const bar = total > 0 ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%` : '';
-    const text = `${p.target ?? ''} ${p.phase} ${bar} ${total > 0 ? `${formatBytes(done)}/${formatBytes(total)}` : ''} ${speed} ${eta}`;
+    const speed = p.speedBps > 0 ? `${formatBytes(p.speedBps)}/s` : '';
+    const eta = p.etaSeconds !== null ? `ETA ${Math.ceil(p.etaSeconds)}s` : '';
+    const bar = total > 0 ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${p.percent.toFixed(0).padStart(3)}%` : '';
+    const text = `${p.target} ${p.phase} ${bar} ${total > 0 ? `${formatBytes(done)}/${formatBytes(total)}` : ''} ${speed} ${eta}`;
     this.stderr.write(`\r${text.replace(/\s+/g, ' ').trim().slice(0, (this.stderr.columns ?? 100) - 1)}\x1b[K`);
     this.barShown = true;
   }

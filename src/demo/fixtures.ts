@@ -41,10 +41,25 @@ if (behavior === 'never-binds') {
 }
 `;
 
+/** The port `npm start`'s demo service prefers, so that it answers at a predictable address. */
+export const DEMO_DEFAULT_PORT = 18000;
+
+/**
+ * The demo service's `default_port` when the caller does not choose one: DEMO_DEFAULT_PORT, but
+ * none under vitest. Test files run in parallel worker processes that all install demo
+ * services; with one shared preference two of them can both find 18000 free and then race to
+ * bind it. Without a preference each start gets a port the OS picks, and no two contend.
+ */
+export function demoDefaultPort(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  return env.VITEST !== undefined || env.VITEST_POOL_ID !== undefined ? undefined : DEMO_DEFAULT_PORT;
+}
+
 export interface DemoServiceOptions {
   id?: string;
   version: string;
   behavior?: DemoBehavior;
+  /** service.json's default_port; null for none. Default: demoDefaultPort(). */
+  defaultPort?: number | null;
   /** Extra bytes of model data, to make bigger packages. */
   modelBytes?: number;
   healthTimeoutMs?: number;
@@ -69,6 +84,7 @@ export async function writeDemoService(dir: string, o: DemoServiceOptions): Prom
   await mkdir(path.join(dir, 'app'), { recursive: true });
   await mkdir(path.join(dir, 'models'), { recursive: true });
   const exec = { type: 'argv', program: 'node', args: ['app/server.mjs'] };
+  const defaultPort = o.defaultPort === undefined ? demoDefaultPort() : (o.defaultPort ?? undefined);
   const service = {
     service_id: id,
     service_name: 'Demo echo service',
@@ -76,7 +92,7 @@ export async function writeDemoService(dir: string, o: DemoServiceOptions): Prom
     description: 'A tiny Node.js HTTP service with /health and a small model file',
     models: [{ model_id: 'tiny', model_type: 'demo', version: '1.0.0', path: 'models/tiny.bin' }],
     platforms: Object.fromEntries(PLATFORMS.map((p) => [p, { exec, env: { DEMO_GREETING: 'hello' } }])),
-    default_port: 18000,
+    ...(defaultPort === undefined ? {} : { default_port: defaultPort }),
     health_check: { type: 'http', endpoint: '/health', startup_grace_ms: 0, interval_ms: 100, timeout_ms: o.healthTimeoutMs ?? 10_000 },
     dependencies: { node: '>=20' },
     created_at: '2026-01-01T00:00:00Z',

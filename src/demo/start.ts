@@ -1,15 +1,19 @@
-// `npm start`: a hub on 127.0.0.1 with demo releases published through the real admin flow
-// (keygen → pack → sign → publish over HTTP), then it keeps serving.
+// `npm start`: the product on one machine. A demo hub on 127.0.0.1 with demo releases published
+// through the real admin flow (keygen → pack → sign → publish over HTTP), a demo node home that
+// trusts the demo key, and the service-management page over that node. The first URL printed
+// is the page. Ctrl-C stops the page, the hub and every service the demo started.
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createHub } from '../../hub/server.js';
 import { publishDir } from '../admin/publish-client.js';
+import { Engine } from '../engine/engine.js';
 import { ModelhubError } from '../errors.js';
 import { pack } from '../pack/index.js';
 import { platformNameOf } from '../platform/name.js';
 import { readPublicKeyFile, readSecretKeyFile, writeKeyPair } from '../sign/keygen.js';
 import { signFile } from '../sign/sign.js';
+import { startUiServer } from '../ui/server.js';
 import { writeDemoModel, writeDemoService } from './fixtures.js';
 
 async function exists(p: string): Promise<boolean> {
@@ -19,18 +23,26 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
+function portFrom(value: string | undefined, fallback: number): number {
+  const n = Number(value ?? fallback);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ModelhubError('INVALID_REQUEST', `not a TCP port: ${value}`);
+  return n;
+}
+
 async function main(): Promise<void> {
   const dataDir = path.resolve(process.env.MODELHUB_DEMO_DIR ?? '.modelhub-demo');
-  const port = Number(process.env.PORT ?? 8780);
+  const hubPort = portFrom(process.env.PORT, 8780);
+  // PORT=0 (tests, or "any free port") applies to the page too.
+  const uiPort = portFrom(process.env.MODELHUB_UI_PORT, hubPort === 0 ? 0 : 8790);
   const token = process.env.MODELHUB_ADMIN_TOKEN ?? randomBytes(16).toString('hex');
   await mkdir(dataDir, { recursive: true });
 
   const keyBase = path.join(dataDir, 'demo-publisher');
   if (!(await exists(`${keyBase}.key`))) await writeKeyPair(keyBase);
-  const publicKey = await readPublicKeyFile(`${keyBase}.pub`);
   const secretKey = await readSecretKeyFile(`${keyBase}.key`);
+  const publicKey = await readPublicKeyFile(`${keyBase}.pub`);
 
-  const hub = await createHub({ storage: path.join(dataDir, 'storage'), port, host: '127.0.0.1', publisherKeys: [publicKey], adminToken: token });
+  const hub = await createHub({ storage: path.join(dataDir, 'storage'), port: hubPort, host: '127.0.0.1', publisherKeys: [publicKey], adminToken: token });
 
   const platform = platformNameOf(process.platform, process.arch) ?? 'linux-x64';
   const releases: { src: string; out: string; platform?: string; stable?: boolean }[] = [];
@@ -53,15 +65,36 @@ async function main(): Promise<void> {
     }
   }
 
-  console.log('');
-  console.log(`Model Hub demo serving at ${hub.url}`);
-  console.log(`  catalog:      ${hub.url}/api/services`);
-  console.log(`  admin token:  ${token}`);
-  console.log(`  publisher key ${keyBase}.pub  (trust it on a node: modelhub trust add ${keyBase}.pub)`);
-  console.log(`  data:         ${dataDir}`);
+  // The node: its own home, trusting the demo publisher, driven through the page.
+  const nodeHome = path.join(dataDir, 'node');
+  const engine = new Engine({ home: nodeHome, hub: hub.url });
+  await engine.trust.add(`${keyBase}.pub`);
+  await engine.recover();
+  const ui = await startUiServer({ engine, port: uiPort, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
 
+  console.log('');
+  console.log(`modelhub page: ${ui.url}/  (install the demo services from here)`);
+  console.log(`Model Hub demo serving at ${hub.url}`);
+  console.log(`  catalog:      ${hub.url}/api/services   API: ${hub.url}/api/openapi.json`);
+  console.log(`  admin token:  ${token}`);
+  console.log(`  publisher key ${keyBase}.pub  (trusted by the demo node in ${nodeHome})`);
+  console.log(`  CLI:          npx modelhub list --home ${nodeHome} --hub ${hub.url}`);
+  console.log('Ctrl-C stops the page, the hub and the services the demo started.');
+
+  let stopping = false;
   const stop = (): void => {
-    void hub.close().then(() => process.exit(0));
+    if (stopping) return;
+    stopping = true;
+    void (async () => {
+      await ui.close();
+      await engine.shutdown();
+      for (const s of engine.list().services) {
+        if (s.running) await engine.stop(s.id).catch((err: unknown) => process.stderr.write(`warning: could not stop ${s.id}: ${String(err)}\n`));
+      }
+      engine.close();
+      await hub.close();
+      process.exit(0);
+    })();
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

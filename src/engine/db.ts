@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS runtime (
   started_at INTEGER NOT NULL,
   log TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_controls (
+  job_id TEXT PRIMARY KEY,
+  action TEXT NOT NULL,
+  requested_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS models (
   id TEXT NOT NULL,
   version TEXT NOT NULL,

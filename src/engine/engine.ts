@@ -2,12 +2,17 @@
 // it). One job per subject across threads and processes: the first caller runs the job, the
 // others attach to it and get its result.
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import type { AnyStateMachine, Snapshot } from 'xstate';
 import { installMachine, type InstallContext, type InstallInput, type InstallOutput } from '../../machines/install.js';
 import { uninstallMachine, type UninstallContext, type UninstallInput } from '../../machines/uninstall.js';
 import type { ErrorInfo } from '../../machines/errors.js';
 import { defaultFetch, type FetchLike } from '../download/fetch-like.js';
+import type { JobEventLine, ServiceStatusValue, StartResultValue, UpdateInfo } from '../client/types.js';
 import { ModelhubError } from '../errors.js';
+import { waitHealthy } from '../runtime/manager.js';
+import { healthBudgetMs } from '../schemas/service.js';
+import { latestVersion } from '../schemas/versions.js';
 import { platformAdapter, type PlatformAdapter } from '../platform/adapter.js';
 import { platformNameOf } from '../platform/name.js';
 import type { Platform } from '../schemas/common.js';
@@ -18,17 +23,22 @@ import { installEffects } from './effects/install.js';
 import { uninstallEffects } from './effects/uninstall.js';
 import { modelPullEffects } from './effects/model-pull.js';
 import { modelPullMachine, type ModelPullContext, type ModelPullInput } from '../../machines/model-pull.js';
-import { sweepServiceDir } from './fs-util.js';
+import { sweepUnowned, type SweptEntry } from './sweep.js';
 import { Home } from './home.js';
 import { HubClient } from './hub-client.js';
+import { toExportLine } from './export-format.js';
+import { JobControls } from './job-controls.js';
 import { JobsStore, type JobKind, type JobRow } from './jobs-store.js';
 import { DEFAULT_LEASE_TTL_MS, Leases } from './leases.js';
-import { ProgressHub, type ProgressEvent } from './progress.js';
+import { ProgressHub, withPercent, type ProgressEvent } from './progress.js';
 import { Registry } from './registry.js';
-import { JobRun, type JobHandle } from './runner.js';
+import { JobRun, PAUSED, type JobHandle } from './runner.js';
 import { RuntimeRegistry } from './runtime-registry.js';
+import { serviceStatuses } from './status.js';
 import { verifyServiceRelease } from './verify-release.js';
-import { readdir } from 'node:fs/promises';
+import { modelPath, ModelNotAvailableError, parseModelRequest, reportOf } from './model-path.js';
+import { ensureNodeId } from './node-id.js';
+import { BackgroundReporter, schedulerTargetOf } from './scheduler-report.js';
 
 export interface EngineOptions {
   home: string;
@@ -43,6 +53,23 @@ export interface EngineOptions {
   leaseTtlMs?: number;
   heartbeatMs?: number;
   warn?: (message: string) => void;
+  /**
+   * The Node executable for the processes the engine spawns (the service supervisor). Default:
+   * this process's executable, run as Node (ELECTRON_RUN_AS_NODE=1) inside Electron.
+   */
+  nodeExecutable?: string;
+  /** Cap on the download speed of all this engine's jobs together (bytes per second). */
+  maxBytesPerSecond?: number;
+  /** How long a download waits for the network to come back before it fails (default 30 min). */
+  maxNetworkWaitMs?: number;
+  /**
+   * Where a MODEL_NOT_AVAILABLE answer of getModelPath is also POSTed, as
+   * `{ type: "model_unavailable", node_id, model_id, version, reason, ts }` (SPEC §10), in the
+   * background. Default: $MODELHUB_SCHEDULER; '' for none.
+   */
+  scheduler?: string;
+  /** Bearer token for the scheduler (e.g. the hub's node token). Default: $MODELHUB_NODE_TOKEN. */
+  schedulerToken?: string;
 }
 
 export interface JobResult {
@@ -69,11 +96,38 @@ export interface InstallOptions {
   allowDowngrade?: boolean;
   start?: boolean;
   platform?: Platform;
+  /**
+   * Aborting cancels the job when this call started it (before the switch; after it, the job
+   * runs to its end). A call that joined another caller's job stops waiting and rejects.
+   */
+  signal?: AbortSignal;
 }
+
+export interface PullResult extends JobResult {
+  id: string;
+  version: string | null;
+  path: string | null;
+}
+
+/** What `resume` answers: the result of the job's kind. */
+export type ResumeResult = (InstallResult & { kind: 'install' }) | (PullResult & { kind: 'model_pull' }) | JobResult;
+
+export interface PullOptions {
+  id: string;
+  version?: string | null;
+  signal?: AbortSignal;
+}
+
+/** States in which a job can still be cancelled: nothing of the new version is current yet. */
+const CANCELLABLE_STATES = new Set(['created', 'resolving', 'verifying_manifest', 'downloading', 'verifying_archive', 'staging', PAUSED]);
+/** States a user can pause: before and while bytes flow. */
+const PAUSABLE_STATES = new Set(['resolving', 'verifying_manifest', 'downloading']);
 
 export interface RecoverReport {
   recovered: { jobId: string; kind: JobKind; target: string; from: string; state: string }[];
   busy: string[];
+  /** Jobs a user paused: left as they are. */
+  paused: string[];
   swept: string[];
 }
 
@@ -86,6 +140,7 @@ function subjectOf(kind: JobKind, id: string): string {
 
 export class Engine {
   readonly home: Home;
+  /** @internal engine.db is not part of the public API. */
   readonly db: Db;
   readonly jobs: JobsStore;
   readonly registry: Registry;
@@ -96,9 +151,11 @@ export class Engine {
   private readonly leases: Leases;
   private readonly ctx: EngineContext;
   private readonly owner = randomUUID();
-  private readonly running = new Set<JobRun>();
   /** Jobs this engine is running now: never "recovered" by this engine as if interrupted. */
-  private readonly runningIds = new Set<string>();
+  private readonly running = new Map<string, JobRun>();
+  private readonly controls: JobControls;
+  /** The hub client, or null when the engine was made without a hub. */
+  readonly hub: HubClient | null;
 
   constructor(private readonly options: EngineOptions) {
     this.home = new Home(options.home);
@@ -110,10 +167,12 @@ export class Engine {
     const platform = options.platform ?? platformNameOf(process.platform, process.arch);
     if (platform === null) throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `no release platform for ${process.platform}-${process.arch}`);
     this.platform = platform;
-    this.runtime = new RuntimeRegistry(this.db, this.home, adapter, platform);
+    this.runtime = new RuntimeRegistry(this.db, this.home, adapter, platform, options.nodeExecutable);
     this.trust = new TrustStore(this.home.trust);
+    this.controls = new JobControls(this.db);
     const fetch = options.fetch ?? defaultFetch();
     const hub = options.hub !== undefined && options.hub !== '' ? new HubClient(options.hub, fetch) : null;
+    this.hub = hub;
     this.ctx = {
       home: this.home,
       db: this.db,
@@ -125,6 +184,8 @@ export class Engine {
       trust: this.trust,
       fetch,
       stallTimeoutMs: options.stallTimeoutMs,
+      maxBytesPerSecond: options.maxBytesPerSecond,
+      maxNetworkWaitMs: options.maxNetworkWaitMs,
       prestage: options.prestage ?? process.env.MODELHUB_PRESTAGE !== '0',
       now: options.now ?? Date.now,
       requireHub: () => {
@@ -170,7 +231,7 @@ export class Engine {
     return `${m.request.id}@${m.resolved?.version ?? m.request.version ?? 'latest'}`;
   }
 
-  private run(row: { id: string; kind: JobKind; subject: string; target: string }, start: { input: unknown } | { snapshot: Snapshot<unknown>; restores: number }): Promise<{ state: string; output: unknown }> {
+  private run(row: { id: string; kind: JobKind; subject: string; target: string }, start: { input: unknown } | { snapshot: Snapshot<unknown>; restores: number; userEvent?: 'RESUME' | 'CANCEL' }): Promise<{ state: string; output: unknown }> {
     let target = row.target;
     let previous: string | null = null;
     // The effects get a handle to the run before it exists; they only use it once it runs.
@@ -193,6 +254,7 @@ export class Engine {
       leases: this.leases,
       now: () => this.ctx.now(),
       heartbeatMs: this.options.heartbeatMs,
+      controls: this.controls,
       targetOf: (c) => this.targetOf(row.kind, c),
       onState: (state, context) => {
         target = this.targetOf(row.kind, context) ?? target;
@@ -204,18 +266,17 @@ export class Engine {
         }
       },
     });
-    this.running.add(run);
-    this.runningIds.add(row.id);
+    this.running.set(row.id, run);
     run.start();
     return run.done.finally(() => {
-      this.running.delete(run);
-      this.runningIds.delete(row.id);
+      this.running.delete(row.id);
+      this.controls.clear(row.id);
       this.progressHub.forget(row.id);
     });
   }
 
   /** Resumes, redoes or rolls back one interrupted job (restart table), to its end. */
-  private async resume(row: JobRow): Promise<{ state: string; output: unknown }> {
+  private async restore(row: JobRow): Promise<{ state: string; output: unknown }> {
     if (row.snapshot === '') {
       // Created but interrupted before its first event: start it from its input.
       return this.run(row, { input: JSON.parse(row.input) as unknown });
@@ -224,34 +285,39 @@ export class Engine {
     return this.run(row, { snapshot: JSON.parse(row.snapshot) as Snapshot<unknown>, restores });
   }
 
-  private async waitForJob(jobId: string, onProgress?: (p: ProgressEvent) => void): Promise<JobRow> {
+  /**
+   * Waits until the job ends (or `until` holds), taking it over if its holder dies meanwhile.
+   * A paused job is nobody's to take over: it waits for its user.
+   */
+  private async waitForJob(jobId: string, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal, until: (row: JobRow) => boolean = (row) => row.active === 0): Promise<JobRow> {
     let lastProgress = '';
     let lastState = '';
     for (;;) {
+      signal?.throwIfAborted();
       const row = this.jobs.job(jobId);
       if (row === undefined) throw new ModelhubError('INTERNAL', `job ${jobId} vanished`);
-      if (row.active === 0) return row;
+      if (row.active === 0 || until(row)) return row;
       if (onProgress !== undefined) {
         if (row.progress !== null && row.progress !== lastProgress && row.state === 'downloading') {
           lastProgress = row.progress;
           try {
-            onProgress(JSON.parse(row.progress) as ProgressEvent);
+            onProgress(withPercent(JSON.parse(row.progress) as ProgressEvent));
           } catch {
             // a partially written progress row is skipped
           }
         }
         if (row.state !== lastState) {
           lastState = row.state;
-          onProgress({ jobId, kind: row.kind, target: row.target, phase: row.state, bytesDone: 0, bytesTotal: 0, speedBps: 0, etaSeconds: null, ts: this.ctx.now() });
+          onProgress(withPercent({ jobId, kind: row.kind, target: row.target, phase: row.state, bytesDone: 0, bytesTotal: 0, speedBps: 0, etaSeconds: null, ts: this.ctx.now() }));
         }
       }
       // A holder that died while we waited: take the job over.
       const lease = this.leases.get(row.subject);
-      if (lease === undefined || (lease.job_id === jobId && !this.leases.isLive(lease, this.ctx.now()))) {
+      if (row.state !== PAUSED && (lease === undefined || (lease.job_id === jobId && !this.leases.isLive(lease, this.ctx.now())))) {
         const took = this.db.transaction(() => this.leases.tryTake(row.subject, jobId, this.ctx.now(), this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS)).immediate();
         if (took) {
           const fresh = this.jobs.job(jobId);
-          if (fresh !== undefined && fresh.active === 1) await this.resume(fresh);
+          if (fresh !== undefined && fresh.active === 1) await this.restore(fresh);
           else this.leases.release(row.subject);
           continue;
         }
@@ -264,14 +330,22 @@ export class Engine {
    * Runs a job for `subject`, or attaches to the one already running for the same request.
    * A different request for the same subject waits for the running job to end first.
    */
-  private async runOrAttach(kind: JobKind, id: string, requested: string, input: (jobId: string) => unknown, onProgress?: (p: ProgressEvent) => void): Promise<JobResult> {
+  private async runOrAttach(kind: JobKind, id: string, requested: string, input: (jobId: string) => unknown, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal): Promise<JobResult> {
     const subject = subjectOf(kind, id);
     for (;;) {
       const now = this.ctx.now();
       const decision = this.db
-        .transaction((): { run: string; input: unknown } | { attach: string } | { wait: string } | { resume: JobRow } => {
+        .transaction((): { run: string; input: unknown } | { attach: string } | { wait: string } | { resume: JobRow } | { unpause: string } => {
           const active = this.jobs.activeJobFor(subject);
           const lease = this.leases.get(subject);
+          if (active !== undefined && active.state === PAUSED) {
+            // Asking again for what a paused job does resumes it; anything else must wait for
+            // the user to resume or cancel it, which may be never.
+            if (active.kind === kind && active.requested === requested) return { unpause: active.id };
+            throw new ModelhubError('INVALID_REQUEST', `${subject.replace(/^\w+:/, '')}: a paused ${active.kind} job (${active.target}) holds it; resume or cancel job ${active.id} first`, {
+              details: { job_id: active.id, state: active.state },
+            });
+          }
           if (active !== undefined) {
             const live = lease !== undefined && lease.job_id === active.id && this.leases.isLive(lease, now);
             if (live) return active.kind === kind && active.requested === requested ? { attach: active.id } : { wait: active.id };
@@ -286,8 +360,9 @@ export class Engine {
         })
         .immediate();
 
+      if ('unpause' in decision) return this.resumeJob(decision.unpause, onProgress, signal);
       if ('resume' in decision) {
-        await this.resume(decision.resume);
+        await this.restore(decision.resume);
         continue;
       }
       if ('wait' in decision) {
@@ -296,17 +371,56 @@ export class Engine {
         continue;
       }
       if ('attach' in decision) {
-        const row = await this.waitForJob(decision.attach, onProgress);
+        const row = await this.waitForJob(decision.attach, onProgress, signal);
         return this.resultOf(row, true);
       }
       const sub = onProgress !== undefined ? this.progress$.subscribe((p) => p.jobId === decision.run && onProgress(p)) : undefined;
+      const onAbort = (): void => {
+        const row = this.jobs.job(decision.run);
+        if (row !== undefined && CANCELLABLE_STATES.has(row.state)) this.running.get(decision.run)?.send({ type: 'CANCEL' });
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        await this.run({ id: decision.run, kind, subject, target: requested }, { input: decision.input });
+        const done = this.run({ id: decision.run, kind, subject, target: requested }, { input: decision.input });
+        if (signal?.aborted === true) onAbort();
+        await done;
       } finally {
+        signal?.removeEventListener('abort', onAbort);
         sub?.unsubscribe();
       }
-      return this.resultOf(this.jobs.job(decision.run)!, false);
+      return this.resultOf(await this.untilEnded(decision.run, onProgress, signal), false);
     }
+  }
+
+  /** A job paused while this call ran it goes on waiting: the call answers when the job ends. */
+  private async untilEnded(jobId: string, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal): Promise<JobRow> {
+    const row = this.jobs.job(jobId)!;
+    return row.active === 0 ? row : this.waitForJob(jobId, onProgress, signal);
+  }
+
+  /** Runs a paused job again in this process, from where it stopped (or to its cancellation), to its end. */
+  private async resumeJob(jobId: string, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal, userEvent: 'RESUME' | 'CANCEL' = 'RESUME'): Promise<JobResult> {
+    const row = this.jobs.job(jobId);
+    if (row === undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+    if (row.active === 0) return this.resultOf(row, true);
+    const took = this.db
+      .transaction(() => {
+        const fresh = this.jobs.job(jobId);
+        if (fresh === undefined || fresh.state !== PAUSED) return false;
+        const lease = this.leases.get(fresh.subject);
+        if (lease !== undefined && lease.owner !== this.owner && this.leases.isLive(lease, this.ctx.now())) return false;
+        return this.leases.tryTake(fresh.subject, jobId, this.ctx.now(), this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
+      })
+      .immediate();
+    // Someone else resumed it first (or it is not paused any more): follow it to its end.
+    if (!took) return this.resultOf(await this.waitForJob(jobId, onProgress, signal), true);
+    const sub = onProgress !== undefined ? this.progress$.subscribe((p) => p.jobId === jobId && onProgress(p)) : undefined;
+    try {
+      await this.run(row, { snapshot: JSON.parse(row.snapshot) as Snapshot<unknown>, restores: row.restores, userEvent });
+    } finally {
+      sub?.unsubscribe();
+    }
+    return this.resultOf(await this.untilEnded(jobId, onProgress, signal), false);
   }
 
   private resultOf(row: JobRow, attached: boolean): JobResult {
@@ -333,9 +447,20 @@ export class Engine {
       start: o.start ?? true,
     };
     const requested = `${o.id}@${o.version ?? 'latest'}${request.start ? '' : ' --no-start'}${request.allowDowngrade ? ' --allow-downgrade' : ''} ${request.platform}`;
-    const r = await this.runOrAttach('install', o.id, requested, (jobId): InstallInput => ({ jobId, request }), onProgress);
+    const r = await this.runOrAttach('install', o.id, requested, (jobId): InstallInput => ({ jobId, request }), onProgress, o.signal);
+    return this.installResult(r, o.id, request.version);
+  }
+
+  private installResult(r: JobResult, id: string, version: string | null): InstallResult {
     const out = r.output as InstallOutput | null;
-    return { ...r, id: o.id, version: out?.version ?? request.version, current: out?.current ?? this.registry.installedState(o.id).current, rolled_back: out?.rolled_back ?? false };
+    return { ...r, id, version: out?.version ?? version, current: out?.current ?? this.registry.installedState(id).current, rolled_back: out?.rolled_back ?? false };
+  }
+
+  private pullResult(r: JobResult, id: string, requested: string | null): PullResult {
+    const out = r.output as { version?: string | null; path?: string | null } | null;
+    const version = out?.version ?? requested;
+    const path = out?.path ?? (r.ok && version !== null ? this.home.modelDir(id, version) : null);
+    return { ...r, id, version, path };
   }
 
   async uninstall(o: { id: string; version?: string | null }): Promise<JobResult & { removed: string[]; current: string | null }> {
@@ -351,22 +476,24 @@ export class Engine {
     return { ...r, removed: out?.removed ?? [], current: out?.current ?? null };
   }
 
-  async pullModel(o: { id: string; version?: string | null }, onProgress?: (p: ProgressEvent) => void): Promise<JobResult & { id: string; version: string | null; path: string | null }> {
+  async pullModel(o: PullOptions, onProgress?: (p: ProgressEvent) => void): Promise<PullResult> {
     await this.recover();
     const request = { id: o.id, version: o.version ?? null };
-    const r = await this.runOrAttach('model_pull', o.id, `${o.id}@${o.version ?? 'latest'}`, (jobId): ModelPullInput => ({ jobId, request }), onProgress);
-    const out = r.output as { version?: string | null; path?: string | null } | null;
-    const version = out?.version ?? request.version;
-    const path = out?.path ?? (r.ok && version !== null ? this.home.modelDir(o.id, version) : null);
-    return { ...r, id: o.id, version, path };
+    const r = await this.runOrAttach('model_pull', o.id, `${o.id}@${o.version ?? 'latest'}`, (jobId): ModelPullInput => ({ jobId, request }), onProgress, o.signal);
+    return this.pullResult(r, o.id, request.version);
   }
 
   /** Finishes or rolls back every interrupted job whose holder is gone (restart table). */
   async recover(): Promise<RecoverReport> {
-    const report: RecoverReport = { recovered: [], busy: [], swept: [] };
+    const report: RecoverReport = { recovered: [], busy: [], paused: [], swept: [] };
     for (const row of this.jobs.activeJobs()) {
-      if (this.runningIds.has(row.id)) {
+      if (this.running.has(row.id)) {
         report.busy.push(row.id);
+        continue;
+      }
+      // Restart rule `hold`: a paused job waits for its user, across crashes and restarts.
+      if (row.state === PAUSED) {
+        report.paused.push(row.id);
         continue;
       }
       const now = this.ctx.now();
@@ -382,24 +509,23 @@ export class Engine {
         continue;
       }
       const fresh = this.jobs.job(row.id);
-      if (fresh === undefined || fresh.active === 0) {
+      if (fresh === undefined || fresh.active === 0 || fresh.state === PAUSED) {
         this.leases.release(row.subject);
         continue;
       }
-      const r = await this.resume(fresh);
+      const r = await this.restore(fresh);
       report.recovered.push({ jobId: row.id, kind: row.kind, target: fresh.target, from: fresh.state, state: r.state });
     }
-    const activeIds = new Set(this.jobs.activeJobs().map((j) => j.id));
-    let ids: string[] = [];
-    try {
-      ids = await readdir(this.home.services);
-    } catch {
-      ids = [];
-    }
-    for (const id of ids) {
-      for (const name of await sweepServiceDir(this.home.serviceDir(id), activeIds)) report.swept.push(`${id}/${name}`);
-    }
+    report.swept = (await this.gc()).map((e) => path.relative(this.home.root, e.path));
     return report;
+  }
+
+  /**
+   * Removes what no job owns: downloads, model partials, staging folders and pointer temp files
+   * of jobs that ended or were abandoned. A running or paused job's files are kept.
+   */
+  async gc(): Promise<SweptEntry[]> {
+    return sweepUnowned(this.home, this.jobs.activeJobs(), this.ctx.now());
   }
 
   /** start/stop of a service must not race an install or uninstall that is switching it. */
@@ -411,9 +537,222 @@ export class Engine {
     }
   }
 
-  /** Stops the jobs this engine runs (their state stays persisted for recovery). */
+  /**
+   * Stops the jobs this engine runs where they are, as a crash would: no step is cancelled or
+   * undone, the state stays persisted, and the next recover() resumes each one by the restart
+   * table (an app that quits mid-download continues it on its next start).
+   */
   async shutdown(): Promise<void> {
-    for (const run of this.running) run.send({ type: 'CANCEL' });
-    await Promise.allSettled([...this.running].map((r) => r.done));
+    const runs = [...this.running.values()];
+    for (const run of runs) run.stop('the engine shut down; the job resumes on the next recover');
+    await Promise.allSettled(runs.map((r) => r.done));
+  }
+
+  /**
+   * Pauses a job while it resolves or downloads: no more bytes flow, its lease is released and
+   * its partial files stay. A job another process runs gets the request through engine.db.
+   * A paused job stays paused across crashes and restarts until resume() or cancel().
+   */
+  async pause(jobId: string): Promise<{ jobId: string; state: string }> {
+    const row = this.jobs.job(jobId);
+    if (row === undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+    if (row.active === 0) throw new ModelhubError('INVALID_REQUEST', `job ${jobId} already ended: ${row.state}`, { details: { state: row.state } });
+    if (row.state === PAUSED) return { jobId, state: PAUSED };
+    if (!PAUSABLE_STATES.has(row.state)) throw this.notPausable(jobId, row.state);
+    const mine = this.running.get(jobId);
+    if (mine !== undefined) mine.send({ type: 'PAUSE' });
+    else this.controls.request(jobId, 'pause', this.ctx.now());
+    // The holder acts within a poll; a job nobody holds is taken over here and pauses as it starts.
+    const after = await this.waitForJob(jobId, undefined, undefined, (r) => r.state === PAUSED || !PAUSABLE_STATES.has(r.state));
+    if (after.state !== PAUSED) throw this.notPausable(jobId, after.state);
+    return { jobId, state: PAUSED };
+  }
+
+  private notPausable(jobId: string, state: string): ModelhubError {
+    return new ModelhubError('INVALID_REQUEST', `job ${jobId} is ${state}: only a job that is resolving or downloading can be paused`, { details: { state } });
+  }
+
+  /** Resumes a paused job in this process, from its partial files, to its end. */
+  async resume(jobId: string, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal): Promise<ResumeResult> {
+    const row = this.jobs.job(jobId);
+    if (row === undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+    if (row.active === 1 && row.state !== PAUSED) throw new ModelhubError('INVALID_REQUEST', `job ${jobId} is not paused: ${row.state}`, { details: { state: row.state } });
+    const r = await this.resumeJob(jobId, onProgress, signal);
+    const input = JSON.parse(row.input) as { request: { id: string; version: string | null } };
+    if (r.kind === 'install') return { ...this.installResult(r, input.request.id, input.request.version), kind: 'install' };
+    if (r.kind === 'model_pull') return { ...this.pullResult(r, input.request.id, input.request.version), kind: 'model_pull' };
+    return r;
+  }
+
+  // ---- controls ----------------------------------------------------------------------------
+
+  /**
+   * Cancels a job before its switch: the job stops, its partial download and staging are
+   * removed and `current` stays as it was. A job another process runs gets the request through
+   * engine.db and acts on it within a second; an interrupted job is cancelled here. After the
+   * switch only rollback applies: CANCEL_TOO_LATE.
+   */
+  async cancel(jobId: string): Promise<{ jobId: string; state: string }> {
+    const row = this.jobs.job(jobId);
+    if (row === undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+    if (row.active === 0) {
+      if (row.state === 'cancelled') return { jobId, state: row.state };
+      if (row.state === 'committed' || row.state === 'rolled_back') throw this.tooLate(jobId, row.state);
+      throw new ModelhubError('INVALID_REQUEST', `job ${jobId} already ended: ${row.state}`, { details: { state: row.state } });
+    }
+    if (!CANCELLABLE_STATES.has(row.state)) throw this.tooLate(jobId, row.state);
+    const mine = this.running.get(jobId);
+    let ended: JobRow;
+    if (mine !== undefined) {
+      mine.send({ type: 'CANCEL' });
+      await mine.done.catch(() => undefined);
+      ended = this.jobs.job(jobId)!;
+    } else if (row.state === PAUSED) {
+      // Nobody runs a paused job: run its cancellation here (clean-up of its partial files).
+      await this.resumeJob(jobId, undefined, undefined, 'CANCEL');
+      ended = this.jobs.job(jobId)!;
+    } else {
+      this.controls.request(jobId, 'cancel', this.ctx.now());
+      // Whoever holds the job acts on the request; a job nobody holds is resumed here (the
+      // restart table) and takes the request as it starts.
+      ended = await this.waitForJob(jobId);
+    }
+    if (ended.state !== 'cancelled') throw this.tooLate(jobId, ended.state);
+    return { jobId, state: ended.state };
+  }
+
+  private tooLate(jobId: string, state: string): ModelhubError {
+    return new ModelhubError('CANCEL_TOO_LATE', `job ${jobId} is past the switch (${state}); only rollback applies now`, { details: { state } });
+  }
+
+  // ---- running services ----------------------------------------------------------------------
+
+  /** Starts an installed service's current version and waits until it is healthy. */
+  async start(id: string): Promise<StartResultValue> {
+    this.assertNoJob(id);
+    const state = this.registry.installedState(id);
+    if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
+    const running = this.runtime.running(id);
+    if (running !== undefined) return { id, version: running.version, pid: running.pid, port: running.port, alreadyRunning: true };
+    const s = await this.runtime.start(id, state.current);
+    const hc = s.service.health_check;
+    try {
+      await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: Date.now() + healthBudgetMs(hc) });
+    } catch (err) {
+      await this.runtime.stop(id);
+      throw err;
+    }
+    return { id, version: state.current, pid: s.pid, port: s.port, alreadyRunning: false };
+  }
+
+  async stop(id: string): Promise<{ id: string; stopped: boolean }> {
+    this.assertNoJob(id);
+    if (this.registry.installedState(id).versions.length === 0 && this.runtime.row(id) === undefined) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
+    return { id, stopped: await this.runtime.stop(id) };
+  }
+
+  /** Installed services with their process and health. */
+  status(id?: string): Promise<ServiceStatusValue[]> {
+    return serviceStatuses({ registry: this.registry, home: this.home }, id);
+  }
+
+  /** Per installed service and model: what is installed, what the hub offers, whether to update. */
+  async checkForUpdates(signal: AbortSignal = AbortSignal.timeout(30_000)): Promise<UpdateInfo> {
+    const hub = this.ctx.requireHub();
+    const installed = this.registry.services().filter((s) => s.current !== null || s.versions.length > 0);
+    const models = this.registry.models();
+    const listed = installed.length === 0 ? [] : await hub.services(this.platform, signal);
+    const latestOf = new Map(listed.map((s) => [s.service_id, s.latest_version]));
+    const modelLatest = await Promise.all(
+      models.map(async (m) => {
+        try {
+          return (await hub.model(m.id, signal)).default_version;
+        } catch (err) {
+          if (err instanceof ModelhubError && err.code === 'NOT_FOUND') return null;
+          throw err;
+        }
+      }),
+    );
+    const newer = (candidate: string | null, mine: string | null): boolean => candidate !== null && (mine === null || latestVersion([candidate, mine]) === candidate && candidate !== mine);
+    return {
+      services: installed.map((s) => {
+        const latest = latestOf.get(s.id) ?? null;
+        return { id: s.id, current: s.current, latest, updateAvailable: newer(latest, s.current) };
+      }),
+      models: models.map((m, i) => {
+        const latest = modelLatest[i] ?? null;
+        return { id: m.id, installed: m.versions, latest, updateAvailable: newer(latest, latestVersion(m.versions)) };
+      }),
+    };
+  }
+
+  /** Installed services (current version, versions, running) and models, as `modelhub list` shows them. */
+  list(): { services: { id: string; current: string | null; versions: string[]; running: boolean }[]; models: { id: string; versions: string[] }[] } {
+    return {
+      services: this.registry.services().map((s) => ({ id: s.id, current: s.current, versions: s.versions, running: s.running })),
+      models: this.registry.models(),
+    };
+  }
+
+  /** One job's event log, as `modelhub events --export` writes it. */
+  jobEvents(jobId: string): JobEventLine[] {
+    const job = this.jobs.job(jobId);
+    if (job === undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
+    return this.jobs.events(jobId).map((e) => toExportLine(e, job.kind));
+  }
+
+  // ---- models: path, node id, scheduler ------------------------------------------------------
+
+  private nodeIdValue: string | undefined;
+  /** undefined: not set up yet; null: no scheduler (or a bad URL, warned about once). */
+  private reporter: BackgroundReporter | null | undefined;
+
+  /** This node's stable id, created in the home on first use (SPEC §10). */
+  get nodeId(): string {
+    this.nodeIdValue ??= ensureNodeId(this.home.root);
+    return this.nodeIdValue;
+  }
+
+  /**
+   * The installed model's directory, answered at once from the registry — or MODEL_NOT_AVAILABLE
+   * with its reason (not_installed, downloading, verifying, error), thrown synchronously. That
+   * answer is also reported to the scheduler in the background; a scheduler that is down, slow
+   * or misconfigured changes neither the answer nor its speed.
+   */
+  getModelPath(id: string, version?: string | null): string {
+    const request = parseModelRequest(id, version);
+    try {
+      return modelPath(this, request.id, request.version);
+    } catch (err) {
+      if (err instanceof ModelNotAvailableError) this.reportUnavailable(err);
+      throw err;
+    }
+  }
+
+  private reportUnavailable(err: ModelNotAvailableError): void {
+    const warn = this.options.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+    if (this.reporter === undefined) {
+      this.reporter = null;
+      try {
+        const target = schedulerTargetOf(this.options.scheduler ?? process.env.MODELHUB_SCHEDULER, this.options.schedulerToken ?? process.env.MODELHUB_NODE_TOKEN);
+        if (target !== null) this.reporter = new BackgroundReporter(target, warn);
+      } catch (e) {
+        // A bad scheduler URL: said once (the reporter stays null); the answer stays the same.
+        warn(`scheduler: ${(e as Error).message}; MODEL_NOT_AVAILABLE answers are not reported`);
+      }
+    }
+    if (this.reporter === null) return;
+    let nodeId: string | null = null;
+    try {
+      nodeId = this.nodeId;
+    } catch (e) {
+      warn(`node id: ${(e as Error).message}`);
+    }
+    this.reporter.send(reportOf(err, nodeId, this.ctx.now()));
+  }
+
+  /** Resolves once every scheduler report sent so far was delivered or given up (at most 5 s each). */
+  async schedulerReportsSettled(): Promise<void> {
+    await this.reporter?.settled();
   }
 }

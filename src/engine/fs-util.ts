@@ -1,6 +1,6 @@
 // File-system steps shared by the effects, each idempotent.
 import { randomBytes } from 'node:crypto';
-import { access, readdir, rename, rm } from 'node:fs/promises';
+import { access, rename, rm } from 'node:fs/promises';
 import { fsyncDir } from '../fs/durable.js';
 import path from 'node:path';
 
@@ -24,23 +24,4 @@ export async function removeDirAtomically(dir: string): Promise<boolean> {
   await fsyncDir(path.dirname(dir));
   await rm(trash, { recursive: true, force: true });
   return true;
-}
-
-/** Deletes `.trash-*` leftovers and staging directories of jobs that are no longer active. */
-export async function sweepServiceDir(serviceDir: string, activeJobIds: ReadonlySet<string>): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(serviceDir);
-  } catch {
-    return [];
-  }
-  const removed: string[] = [];
-  for (const name of names) {
-    const stagingJob = name.startsWith('.staging-') ? name.slice('.staging-'.length) : undefined;
-    if (name.startsWith('.trash-') || (stagingJob !== undefined && !activeJobIds.has(stagingJob))) {
-      await rm(path.join(serviceDir, name), { recursive: true, force: true });
-      removed.push(name);
-    }
-  }
-  return removed;
 }

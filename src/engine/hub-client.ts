@@ -44,6 +44,7 @@ export type ServiceList = z.infer<typeof serviceList>;
 
 const modelDetail = z.object({
   id: z.string(),
+  name: z.string().optional(),
   default_version: z.string().nullable(),
   versions: z.array(z.object({ version: z.string() }).loose()),
 }).loose();
@@ -112,6 +113,10 @@ export class HubClient {
 
   service(id: string, signal: AbortSignal): Promise<ServiceDetail> {
     return this.getJson(`/api/services/${encodeURIComponent(id)}`, serviceDetail, signal);
+  }
+
+  models(signal: AbortSignal): Promise<ModelDetail[]> {
+    return this.getJson('/api/models', z.array(modelDetail), signal);
   }
 
   model(id: string, signal: AbortSignal): Promise<ModelDetail> {

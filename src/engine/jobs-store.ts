@@ -1,9 +1,10 @@
 // Jobs and their event log. One transaction per event: the event row, the job's persisted
 // snapshot and the registry projection commit together, before the engine acts on the state.
+import type { JobKind } from '../client/types.js';
 import type { Db } from './db.js';
 import { project } from './projections.js';
 
-export type JobKind = 'install' | 'uninstall' | 'model_pull';
+export type { JobKind };
 
 export interface JobRow {
   id: string;
@@ -54,6 +55,7 @@ export class LostLeaseError extends Error {
 }
 
 export class JobsStore {
+  /** @internal engine.db is not part of the public API. */
   constructor(private readonly db: Db) {}
 
   /** A job before its first event: its input is kept so that recovery can start it. */

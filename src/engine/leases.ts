@@ -37,6 +37,7 @@ export function leaseIsLive(lease: LeaseRow, now: number, host = os.hostname(), 
 export class Leases {
   readonly host = os.hostname();
 
+  /** @internal engine.db is not part of the public API. */
   constructor(
     private readonly db: Db,
     readonly owner: string,

@@ -2,19 +2,15 @@
 // phase, never going backwards; and eventemitter3 hooks for code that prefers callbacks.
 import { EventEmitter } from 'eventemitter3';
 import { Subject, type Observable } from 'rxjs';
-import type { JobKind } from './jobs-store.js';
+import { percentOf, type JobKind, type ProgressEvent } from '../client/types.js';
 
-export interface ProgressEvent {
-  jobId: string;
-  kind: JobKind;
-  target: string;
-  /** The job machine's state: resolving, downloading, staging, … committed, failed. */
-  phase: string;
-  bytesDone: number;
-  bytesTotal: number;
-  speedBps: number;
-  etaSeconds: number | null;
-  ts: number;
+export type { ProgressEvent };
+
+/** What effects report; the hub adds `percent`, so it is computed one way only. */
+export type ProgressInput = Omit<ProgressEvent, 'percent'> & { percent?: number };
+
+export function withPercent(e: ProgressInput): ProgressEvent {
+  return { ...e, percent: percentOf(e.bytesDone, e.bytesTotal, e.phase) };
 }
 
 export interface EngineHookEvents {
@@ -42,11 +38,11 @@ export class ProgressHub {
    * first and the completing event (bytesDone = bytesTotal) go out at once. Bytes shown for a
    * job never decrease, even when a download restarts from zero.
    */
-  emit(e: ProgressEvent): void {
+  emit(e: ProgressInput): void {
     const key = `${e.jobId}\u0000${e.phase}`;
     const bytesDone = Math.max(this.high.get(key) ?? 0, e.bytesDone);
     this.high.set(key, bytesDone);
-    const event = { ...e, bytesDone };
+    const event = withPercent({ ...e, bytesDone });
     const pending = this.trailing.get(key);
     const last = this.lastSent.get(key);
     const complete = event.bytesTotal > 0 && bytesDone >= event.bytesTotal;

@@ -13,6 +13,7 @@ export interface ServiceListing {
 }
 
 export class Registry {
+  /** @internal engine.db is not part of the public API. */
   constructor(private readonly db: Db) {}
 
   private versionsOf(id: string): string[] {

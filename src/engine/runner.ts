@@ -5,6 +5,7 @@
 // state is on disk.
 import { createActor, type AnyStateMachine, type AnyActorRef, type InspectionEvent, type Snapshot } from 'xstate';
 import { toModelhubError } from '../errors.js';
+import { CONTROL_POLL_MS, type JobControls } from './job-controls.js';
 import type { JobKind, JobsStore } from './jobs-store.js';
 import type { Leases } from './leases.js';
 
@@ -19,14 +20,23 @@ export interface RunSpec {
   subject: string;
   owner: string;
   machine: AnyStateMachine;
-  start: { input: unknown } | { snapshot: Snapshot<unknown>; restores: number };
+  /**
+   * A new job from its input; or a persisted one, told RESTORED (recovery, counted against the
+   * restart-loop limit) or, for a paused job, the user's RESUME or CANCEL (not a restart).
+   */
+  start: { input: unknown } | { snapshot: Snapshot<unknown>; restores: number; userEvent?: 'RESUME' | 'CANCEL' };
   store: JobsStore;
   leases: Leases;
   now: () => number;
   heartbeatMs?: number;
+  /** Where controls from other processes (cancel) arrive; polled while the job runs. */
+  controls?: JobControls;
   onState?: (state: string, context: unknown, event: { type: string }) => void;
   targetOf?: (context: unknown) => string | undefined;
 }
+
+/** The state in which a job waits for its user: the run ends, the job stays active. */
+export const PAUSED = 'paused';
 
 export interface RunResult {
   state: string;
@@ -135,6 +145,11 @@ export class JobRun implements JobHandle {
       if (snap.status === 'done') {
         this.finish();
         this.resolveDone({ state, output: snap.output });
+      } else if (state === PAUSED) {
+        // Paused: nothing runs until a user resumes it, so this run ends and lets the job go.
+        this.finish();
+        this.resolveDone({ state, output: null });
+        setImmediate(() => this.actor?.stop());
       }
     };
 
@@ -150,11 +165,33 @@ export class JobRun implements JobHandle {
       }
     }, spec.heartbeatMs ?? 3000);
     beat.unref();
-    this.stopBeat = () => clearInterval(beat);
+    const controls = spec.controls;
+    const poll =
+      controls === undefined
+        ? undefined
+        : setInterval(() => {
+            try {
+              const control = controls.take(spec.jobId);
+              if (control === 'cancel') this.send({ type: 'CANCEL' });
+              if (control === 'pause') this.send({ type: 'PAUSE' });
+            } catch {
+              // a busy database: the next poll tries again
+            }
+          }, CONTROL_POLL_MS);
+    poll?.unref();
+    this.stopBeat = () => {
+      clearInterval(beat);
+      clearInterval(poll);
+    };
 
     this.actor.start();
-    if ('snapshot' in spec.start) this.actor.send({ type: 'RESTORED', restores: spec.start.restores });
+    if ('snapshot' in spec.start) this.actor.send(spec.start.userEvent !== undefined ? { type: spec.start.userEvent } : { type: 'RESTORED', restores: spec.start.restores });
     return this;
+  }
+
+  /** Stops running the job where it is, as a crash would; it resumes on the next recover. */
+  stop(reason: string): void {
+    this.halt(new Error(reason));
   }
 
   private stopBeat: () => void = () => undefined;

@@ -21,11 +21,13 @@ export interface RuntimeRow {
 }
 
 export class RuntimeRegistry {
+  /** @internal engine.db is not part of the public API. */
   constructor(
     private readonly db: Db,
     private readonly home: Home,
     private readonly adapter: PlatformAdapter,
     private readonly platform: Platform,
+    private readonly nodeExecutable?: string,
   ) {}
 
   row(id: string): RuntimeRow | undefined {
@@ -63,6 +65,7 @@ export class RuntimeRegistry {
       platform: this.platform,
       logsDir: this.home.logs,
       adapter: this.adapter,
+      nodeExecutable: this.nodeExecutable,
     });
     this.db
       .prepare(

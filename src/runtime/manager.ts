@@ -9,7 +9,6 @@
 //
 // Nothing here asks which OS it runs on; the platform adapter answers those questions.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -17,9 +16,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelhubError } from '../errors.js';
 import { platformAdapter, type PlatformAdapter } from '../platform/adapter.js';
+import { findScript, nodeLaunch } from '../platform/node-launch.js';
 import { ID_PATTERN, type Platform } from '../schemas/common.js';
 import type { HealthCheck, ServiceJson } from '../schemas/service.js';
-import { choosePort } from './ports.js';
+import { choosePort, isPortFree } from './ports.js';
 import { DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES } from './rotating-log.js';
 import type { SupervisorMessage, SupervisorStart } from './supervisor.js';
 
@@ -40,6 +40,13 @@ export interface StartRequest {
   logKeep?: number;
   /** An exit within this many ms of spawning fails the start (default 100). */
   earlyExitMs?: number;
+  /**
+   * How long a service that got its preferred port (`default_port`) is watched for a lost bind
+   * race before startService returns (default BIND_WATCH_MS); see "Lost bind races" below.
+   */
+  bindWatchMs?: number;
+  /** The Node executable that runs the supervisor (default: this process's, as Node under Electron). */
+  nodeExecutable?: string;
 }
 
 export interface RunningService {
@@ -56,6 +63,9 @@ export interface RunningService {
 }
 
 export const EARLY_EXIT_MS = 100;
+export const BIND_WATCH_MS = 1_000;
+/** After a lost bind race the service is started again on another port, at most this often. */
+export const MAX_BIND_RETRIES = 2;
 /** The supervisor's argv is `node …/supervisor.js --service <id>@<version>`; ps shows which service. */
 const SUPERVISOR_FLAG = '--service';
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -75,6 +85,8 @@ interface Exit {
 }
 const exits = new Map<number, Exit>();
 const logFiles = new Map<number, string>();
+/** Size of the log when the service was started: where its own output begins. */
+const logStarts = new Map<number, number>();
 const REMEMBERED = 256;
 
 /** Set, keeping only the most recent entries (a long-lived Electron main process starts many). */
@@ -95,12 +107,16 @@ function describeExit(e: Exit | undefined): string {
 }
 
 async function logTail(file: string | undefined, bytes = 4096): Promise<string> {
-  if (file === undefined) return '';
+  return file === undefined ? '' : logSince(file, 0, bytes);
+}
+
+/** Up to the last `bytes` of `file` from byte `from` on (all of it when it rotated since). */
+async function logSince(file: string, from: number, bytes = 64 * 1024): Promise<string> {
   try {
     const fh = await open(file, 'r');
     try {
       const { size } = await fh.stat();
-      const start = Math.max(0, size - bytes);
+      const start = Math.max(size < from ? 0 : from, size - bytes);
       const buf = Buffer.alloc(size - start);
       await fh.read(buf, 0, buf.length, start);
       return buf.toString('utf8');
@@ -112,14 +128,63 @@ async function logTail(file: string | undefined, bytes = 4096): Promise<string> 
   }
 }
 
-async function exitError(pid: number, what: string, extra: Record<string, unknown> = {}): Promise<ModelhubError> {
+async function logSize(file: string): Promise<number> {
+  try {
+    const fh = await open(file, 'r');
+    try {
+      return (await fh.stat()).size;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return 0;
+  }
+}
+
+/** What a service prints when it cannot bind its port: Node, Python, Go, Java …, and Windows. */
+const ADDRESS_IN_USE = /EADDRINUSE|address already in use|only one usage of each socket address/i;
+
+/**
+ * A service that died having lost its port: its output (of this start) says the address was in
+ * use, and the port is now held by some other process. Both, so that a service that fails to
+ * bind a fixed port of its own (ours is free) is not mistaken for one that lost a race.
+ */
+async function lostPort(output: string, port: number): Promise<boolean> {
+  return ADDRESS_IN_USE.test(output) && !(await isPortFree(port));
+}
+
+/**
+ * The line of a service's output that best says why it ended: the last one naming an error
+ * (a Node crash ends with the thrown object's fields and "Node.js v20…", a Python one with the
+ * exception), else the last line.
+ */
+function tellingLine(output: string): string | undefined {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== '' && !l.startsWith('[modelhub '));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i]!;
+    if (/^\s*at /.test(l)) continue; // a stack frame
+    if (/(^|\s)\w*(Error|Exception):/.test(l) || /\bpanic:|\bfatal\b/i.test(l)) return l.trim();
+  }
+  return lines.pop();
+}
+
+/**
+ * START_FAILED for a service that ended. `output` is what it printed during this start (the log
+ * also holds earlier runs); without it the log's tail stands in.
+ */
+async function exitError(pid: number, what: string, extra: Record<string, unknown> = {}, port?: number, output?: string): Promise<ModelhubError> {
   const exit = exits.get(pid);
   const logFile = logFiles.get(pid);
   const tail = await logTail(logFile);
-  const lastLine = tail.trimEnd().split('\n').filter((l) => !l.startsWith('[modelhub ')).pop();
+  const lastLine = tellingLine(output ?? tail);
   const hint = logFile === undefined ? '' : ` (log: ${logFile}${lastLine === undefined ? '' : `; last output: ${lastLine.slice(0, 300)}`})`;
-  return new ModelhubError('START_FAILED', `service ${describeExit(exit)} ${what}${hint}`, {
-    details: { pid, exit_code: exit?.code ?? null, signal: exit?.signal ?? null, log_file: logFile ?? null, log_tail: tail, ...extra },
+  const taken = port !== undefined && (await lostPort(output ?? tail, port));
+  const why = taken ? `; port ${port} was taken by another process before the service could bind it` : '';
+  return new ModelhubError('START_FAILED', `service ${describeExit(exit)} ${what}${why}${hint}`, {
+    details: { pid, exit_code: exit?.code ?? null, signal: exit?.signal ?? null, log_file: logFile ?? null, log_tail: tail, ...(taken ? { port_taken: true } : {}), ...extra },
   });
 }
 
@@ -134,9 +199,9 @@ async function exitError(pid: number, what: string, extra: Record<string, unknow
 export function supervisorScript(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const sibling = path.join(here, 'supervisor.js');
-  if (existsSync(sibling)) return sibling;
   const built = path.resolve(here, '..', '..', 'dist', 'src', 'runtime', 'supervisor.js');
-  if (existsSync(built)) return built;
+  const found = findScript([sibling, built]);
+  if (found !== null) return found;
   throw new ModelhubError('START_FAILED', `the service supervisor is not built (looked for ${sibling} and ${built}); run npm run build`);
 }
 
@@ -170,6 +235,28 @@ export function serviceEnv(
   return { ...env, ...injectedVars };
 }
 
+// Lost bind races. choosePort checks that a port is free, but the service binds it only after
+// its own start-up, and in between another process may take it: typically another service, or
+// another modelhub process, that prefers the same default_port. The service then fails to bind.
+//
+// Only startService can still choose another port (its caller records pid and port as soon as it
+// returns), so this is where a lost race is recognised: the service ended within its early
+// window, its output of this start says the address was in use (EADDRINUSE, "address already in
+// use", …), and the port is now held by another process. Then it is started again on a port the
+// OS picks, at most MAX_BIND_RETRIES times. All three conditions are required, so a genuinely
+// broken service (one that exits for another reason, or binds a fixed port of its own while ours
+// is free) fails exactly as before: at once, with its exit code and last line of output.
+//
+// The preferred port is the contested one — every service and every node that prefers it tries
+// it — so a service that got it is watched for BIND_WATCH_MS (1 s) rather than the 100 ms early
+// window: long enough for a typical service to reach its bind. A port the OS picked is one of
+// tens of thousands handed out at random; losing it is a coincidence not worth delaying every
+// start for. A service that loses its port later than its window (it binds only after a long
+// start-up) dies during the health check, which reports START_FAILED saying the port was taken
+// (`details.port_taken`); starting it again chooses afresh.
+
+type Launch = { ok: true; running: RunningService } | { ok: false; error: ModelhubError };
+
 export async function startService(req: StartRequest): Promise<RunningService> {
   const adapter = req.adapter ?? platformAdapter;
   if (!ID_PATTERN.test(req.serviceId) || req.serviceId.includes('..')) {
@@ -187,37 +274,65 @@ export async function startService(req: StartRequest): Promise<RunningService> {
   const lookupEnv = { ...withoutKeys(base, () => false), ...(entry.env ?? {}) };
   const program = await adapter.resolveProgram(entry.exec.program, versionDir, lookupEnv);
   const args = entry.exec.args;
-  const port = await choosePort(req.service.default_port);
-  const env = serviceEnv(base, entry.env, {
-    PORT: port,
-    SERVICE_DIR: versionDir,
-    SERVICE_ID: req.serviceId,
-    SERVICE_VERSION: req.version,
-  });
 
   const logsDir = path.resolve(req.logsDir);
   await mkdir(logsDir, { recursive: true });
   const logFile = path.join(logsDir, `${req.serviceId}.log`);
   const script = supervisorScript();
 
-  const start: SupervisorStart = {
-    type: 'start',
-    label: `${req.serviceId}@${req.version}`,
-    program,
-    args,
-    cwd: versionDir,
-    env,
-    logFile,
-    logMaxBytes: req.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
-    logKeep: req.logKeep ?? DEFAULT_LOG_KEEP,
-  };
+  const preferred = req.service.default_port;
+  let port = await choosePort(preferred);
+  const tried: number[] = [];
+  for (;;) {
+    tried.push(port);
+    const contested = tried.length === 1 && port === preferred;
+    const windowMs = Math.max(req.earlyExitMs ?? EARLY_EXIT_MS, contested ? (req.bindWatchMs ?? BIND_WATCH_MS) : 0);
+    const env = serviceEnv(base, entry.env, {
+      PORT: port,
+      SERVICE_DIR: versionDir,
+      SERVICE_ID: req.serviceId,
+      SERVICE_VERSION: req.version,
+    });
+    const start: SupervisorStart = {
+      type: 'start',
+      label: `${req.serviceId}@${req.version}`,
+      program,
+      args,
+      cwd: versionDir,
+      env,
+      logFile,
+      logMaxBytes: req.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
+      logKeep: req.logKeep ?? DEFAULT_LOG_KEEP,
+    };
+    const r = await launch(req, adapter, script, logsDir, start, port, windowMs);
+    if (r.ok) return r.running;
+    if (r.error.details.port_taken !== true || tried.length > MAX_BIND_RETRIES) {
+      if (tried.length > 1) r.error.details.ports_tried = tried;
+      throw r.error;
+    }
+    port = await choosePort();
+  }
+}
 
+/** Spawns the supervisor for one start on `port` and waits out the early window. */
+async function launch(
+  req: StartRequest,
+  adapter: PlatformAdapter,
+  script: string,
+  logsDir: string,
+  start: SupervisorStart,
+  port: number,
+  windowMs: number,
+): Promise<Launch> {
+  const { program, args, logFile, env } = start;
+  const logStart = await logSize(logFile);
   // The supervisor itself is Node: keep NODE_OPTIONS (meant for the service, or inherited from a
   // test runner or debugger) away from it; the service gets its environment through IPC.
-  const supervisorEnv = withoutKeys(env, (k) => k.toUpperCase() === 'NODE_OPTIONS');
+  const nodeRun = nodeLaunch(req.nodeExecutable);
+  const supervisorEnv = { ...withoutKeys(env, (k) => k.toUpperCase() === 'NODE_OPTIONS'), ...nodeRun.env };
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [script, SUPERVISOR_FLAG, start.label], {
+    child = spawn(nodeRun.command, [script, SUPERVISOR_FLAG, start.label], {
       ...adapter.spawnDetachedOptions(),
       cwd: logsDir,
       env: supervisorEnv,
@@ -228,8 +343,9 @@ export async function startService(req: StartRequest): Promise<RunningService> {
   }
   const startedAt = Date.now();
 
-  const servicePid = await new Promise<number>((resolve, reject) => {
+  const outcome = await new Promise<{ servicePid: number } | { error: ModelhubError }>((resolve, reject) => {
     let settled = false;
+    let ended = false;
     let spawnedPid: number | null = null;
     let earlyTimer: NodeJS.Timeout | undefined;
     const done = (err: Error | null, pid?: number): void => {
@@ -238,9 +354,14 @@ export async function startService(req: StartRequest): Promise<RunningService> {
       clearTimeout(handshakeTimer);
       clearTimeout(earlyTimer);
       child.off('message', onMessage);
-      child.off('exit', onEarlyExit);
-      if (err !== null) reject(err);
-      else resolve(pid ?? -1);
+      child.off('exit', onSupervisorExit);
+      if (err === null) resolve({ servicePid: pid ?? -1 });
+      else if (err instanceof ModelhubError && ended) {
+        // The service ended in its window: nothing more to hear from this supervisor.
+        if (child.connected) child.disconnect();
+        child.unref();
+        resolve({ error: err });
+      } else reject(err);
     };
     const handshakeTimer = setTimeout(() => {
       if (child.pid !== undefined) {
@@ -252,6 +373,19 @@ export async function startService(req: StartRequest): Promise<RunningService> {
       }
       done(new ModelhubError('START_FAILED', `the service supervisor did not report within ${HANDSHAKE_TIMEOUT_MS} ms`));
     }, HANDSHAKE_TIMEOUT_MS);
+    // The service's end, heard from the supervisor ('exited', once its output is in the log) or
+    // seen as the supervisor's own exit, whichever comes first.
+    const serviceEnded = (exit: Exit): void => {
+      if (settled || ended) return;
+      ended = true;
+      const pid = child.pid ?? -1;
+      remember(exits, pid, exit);
+      const when = spawnedPid === null ? 'before it started' : `within ${windowMs} ms of starting`;
+      void (async () => {
+        const output = await logSince(logFile, logStart);
+        done(await exitError(pid, when, { program, args, port }, port, output));
+      })();
+    };
     const onMessage = (m: SupervisorMessage): void => {
       if (m.type === 'ready') {
         child.send(start, (err) => {
@@ -265,28 +399,28 @@ export async function startService(req: StartRequest): Promise<RunningService> {
         );
       } else if (m.type === 'spawned' && spawnedPid === null) {
         spawnedPid = m.pid;
-        earlyTimer = setTimeout(() => done(null, m.pid), req.earlyExitMs ?? EARLY_EXIT_MS);
+        earlyTimer = setTimeout(() => done(null, m.pid), windowMs);
+      } else if (m.type === 'exited') {
+        serviceEnded({ code: m.code, signal: m.signal });
       }
     };
-    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      remember(exits, child.pid ?? -1, { code, signal });
-      const when = spawnedPid === null ? 'before it started' : `within ${req.earlyExitMs ?? EARLY_EXIT_MS} ms of starting`;
-      void exitError(child.pid ?? -1, when, { program, args }).then((e) => done(e));
-    };
+    const onSupervisorExit = (code: number | null, signal: NodeJS.Signals | null): void => serviceEnded({ code, signal });
     child.on('message', onMessage);
-    child.once('exit', onEarlyExit);
+    child.once('exit', onSupervisorExit);
     // `on`, not `once`: a second 'error' without a listener would crash this process.
     child.on('error', (err) => done(new ModelhubError('START_FAILED', `cannot start the service supervisor: ${err.message}`, { cause: err })));
     if (child.pid !== undefined) remember(logFiles, child.pid, logFile);
   });
+  if ('error' in outcome) return { ok: false, error: outcome.error };
 
   const pid = child.pid;
   if (pid === undefined) throw new ModelhubError('START_FAILED', 'the service supervisor has no pid');
   // Let go: the supervisor runs on without us, and this process may exit whenever it likes.
   child.on('exit', (code, signal) => remember(exits, pid, { code, signal }));
+  remember(logStarts, pid, logStart);
   if (child.connected) child.disconnect();
   child.unref();
-  return { pid, port, startedAt, logFile, command: [program, ...args], servicePid };
+  return { ok: true, running: { pid, port, startedAt, logFile, command: [program, ...args], servicePid: outcome.servicePid } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,7 +577,9 @@ export async function waitHealthy(req: HealthRequest): Promise<{ checks: number;
   const assertAlive = async (): Promise<void> => {
     if (adapter.isAlive(req.pid)) return;
     await sleep(20); // let this process see the exit status of a child it started
-    throw await exitError(req.pid, 'before becoming healthy', { port: req.port });
+    const logFile = logFiles.get(req.pid);
+    const output = logFile === undefined ? undefined : await logSince(logFile, logStarts.get(req.pid) ?? 0);
+    throw await exitError(req.pid, 'before becoming healthy', { port: req.port }, req.port, output);
   };
 
   await watchfulSleep(Math.min(grace, req.deadline - now()), req.pid, adapter, req.signal);

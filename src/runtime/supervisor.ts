@@ -7,6 +7,9 @@
 //   supervisor's pid is the one the engine records and the one whose tree `stopService` kills.
 // - It says `{type:'ready'}`, receives its job as one IPC message (`SupervisorStart`), spawns the service (argv, never a
 //   shell), reports `{type:'spawned', pid}` or `{type:'error', …}`, and the CLI then disconnects.
+//   A service that ends while the CLI is still connected (its early window) is reported as
+//   `{type:'exited', code, signal}` once its output is in the log, so the CLI need not wait for
+//   the supervisor's own exit to read why.
 // - It copies the service's stdout and stderr into `<logsDir>/<id>.log`, rotating at a size
 //   bound (RotatingLog).
 // - It forwards SIGTERM/SIGINT/SIGHUP to the service (once per signal), waits for it, and exits
@@ -33,7 +36,8 @@ export interface SupervisorStart {
 export type SupervisorMessage =
   | { type: 'ready' }
   | { type: 'spawned'; pid: number }
-  | { type: 'error'; message: string; code?: string };
+  | { type: 'error'; message: string; code?: string }
+  | { type: 'exited'; code: number | null; signal: NodeJS.Signals | null };
 
 /** How long to wait for the CLI's start message before giving up. */
 const START_MESSAGE_TIMEOUT_MS = 15_000;
@@ -162,9 +166,12 @@ function run(cfg: SupervisorStart): void {
     child.once('close', () => {
       closed = true;
       finish(exit, `service ${status}`);
+      send({ type: 'exited', code, signal });
     });
     setTimeout(() => {
-      if (!closed) finish(exit, `service ${status} (output pipes still held open; not waiting for them)`);
+      if (closed) return;
+      finish(exit, `service ${status} (output pipes still held open; not waiting for them)`);
+      send({ type: 'exited', code, signal });
     }, DRAIN_MS).unref();
   });
 }

@@ -7,11 +7,11 @@
 // first thing it does not fully understand. When it succeeds, the stage step still checks the
 // archive's central directory against the manifest (verifyPrestaged) before the result is
 // used, and only after the archive's own SHA-256 was verified.
-import { existsSync } from 'node:fs';
 import { access, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { findScript } from '../platform/node-launch.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
 import { serviceJsonSchema } from '../schemas/service.js';
 import { listEntries } from '../zip/open-zip.js';
@@ -24,8 +24,7 @@ export { prestageMarker };
 /** The compiled worker: beside this file in dist/, or in dist/ when running from sources (tests). */
 function workerScript(): string | null {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [path.join(here, 'prestage-worker.js'), path.resolve(here, '..', '..', 'dist', 'src', 'stage', 'prestage-worker.js')];
-  return candidates.find((c) => existsSync(c)) ?? null;
+  return findScript([path.join(here, 'prestage-worker.js'), path.resolve(here, '..', '..', 'dist', 'src', 'stage', 'prestage-worker.js')]);
 }
 
 export class Prestager {

@@ -21,8 +21,19 @@ export class TrustStore {
     return path.join(this.dir, `${keyId}.pub`);
   }
 
+  /** Trusts the key in a minisign public key file. */
   async add(pubFile: string): Promise<TrustedKey> {
-    const key = await readPublicKeyFile(pubFile);
+    return this.trustKey(await readPublicKeyFile(pubFile));
+  }
+
+  /** Trusts a key given as text (a minisign public key file's content, or the bare base64 line), e.g. from app config. */
+  async addKey(text: string): Promise<TrustedKey> {
+    const parsed = parsePublicKey(text);
+    if (!parsed.ok) throw new ModelhubError('INVALID_REQUEST', `not a minisign public key: ${parsed.message}`, { details: { reason: parsed.reason } });
+    return this.trustKey(parsed.value);
+  }
+
+  private async trustKey(key: PublicKey): Promise<TrustedKey> {
     const keyId = keyIdHex(key.keyId);
     const text = formatPublicKey(key);
     await mkdir(this.dir, { recursive: true });

@@ -1,35 +1,25 @@
-// The page itself: one HTML document with its script, no build step. It renders /api/state,
-// refreshes it while anything runs, and follows /api/events for smooth progress.
+// The page itself: one HTML document, its stylesheet and its script, no build step. The script
+// talks to the server only through the shared client (src/client/http.ts, served compiled at
+// /assets/client/http.js) with the per-launch token the document carries. The CSP allows no
+// inline script or style, so both are separate files and styles are set through CSSOM.
 // Handles tests rely on (SPEC §8): service-<id>, install-<id>, current-<id>, ranking, error,
-// and role="progressbar" with aria-valuenow while a job runs.
+// and role="progressbar" with aria-valuenow while a job runs; also cancel-<id>, pause-<id>,
+// resume-<id>, model-<id>, pull-<id>, model-installed-<id>.
 
-export const PAGE_HTML = `<!doctype html>
+function escapeAttribute(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+export function pageHtml(token: string): string {
+  return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="modelhub-token" content="${escapeAttribute(token)}">
 <title>modelhub — services</title>
-<style>
-  :root { font-family: system-ui, sans-serif; color: #1d2327; background: #f6f7f7; }
-  body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; }
-  h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
-  h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
-  .muted { color: #646970; font-size: .85rem; }
-  table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid #dcdcde; }
-  th, td { text-align: left; padding: .5rem .6rem; border-bottom: 1px solid #f0f0f1; vertical-align: top; }
-  th { font-size: .8rem; text-transform: uppercase; color: #50575e; background: #f6f7f7; }
-  button { font: inherit; padding: .3rem .8rem; border-radius: 4px; border: 1px solid #2271b1; background: #2271b1; color: #fff; cursor: pointer; }
-  button[disabled] { opacity: .5; cursor: default; }
-  .bar { width: 180px; height: .6rem; background: #dcdcde; border-radius: 3px; overflow: hidden; display: inline-block; vertical-align: middle; }
-  .bar > span { display: block; height: 100%; background: #2271b1; transition: width .2s; }
-  .err { color: #b32d2e; font-size: .85rem; }
-  .pill { font-size: .75rem; padding: .05rem .4rem; border-radius: 8px; background: #e7f5e9; color: #1a6b2b; }
-  .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; }
-  ol, ul { background: #fff; border: 1px solid #dcdcde; margin: 0; padding: .5rem 1.5rem; min-height: 2rem; }
-  li { padding: .15rem 0; }
-  .job { cursor: pointer; }
-  pre { background: #fff; border: 1px solid #dcdcde; padding: .5rem; font-size: .8rem; overflow: auto; max-height: 20rem; }
-</style>
+<link rel="stylesheet" href="/assets/page.css">
+<script type="module" src="/assets/page.js"></script>
 </head>
 <body>
 <h1>modelhub</h1>
@@ -39,6 +29,12 @@ export const PAGE_HTML = `<!doctype html>
 <table>
   <thead><tr><th>Service</th><th>Current</th><th>Available</th><th>Status</th><th></th></tr></thead>
   <tbody id="services"><tr><td colspan="5" class="muted">loading…</td></tr></tbody>
+</table>
+
+<h2>Models</h2>
+<table>
+  <thead><tr><th>Model</th><th>Installed</th><th>Available</th><th>Status</th><th></th></tr></thead>
+  <tbody id="models"><tr><td colspan="5" class="muted">loading…</td></tr></tbody>
 </table>
 
 <div class="grid">
@@ -53,11 +49,42 @@ export const PAGE_HTML = `<!doctype html>
     <pre id="timeline" hidden></pre>
   </section>
 </div>
+</body>
+</html>
+`;
+}
 
-<script>
-'use strict';
+export const PAGE_CSS = `:root { font-family: system-ui, sans-serif; color: #1d2327; background: #f6f7f7; }
+body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; }
+h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
+.muted { color: #646970; font-size: .85rem; }
+table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid #dcdcde; }
+th, td { text-align: left; padding: .5rem .6rem; border-bottom: 1px solid #f0f0f1; vertical-align: top; }
+th { font-size: .8rem; text-transform: uppercase; color: #50575e; background: #f6f7f7; }
+button { font: inherit; padding: .3rem .8rem; border-radius: 4px; border: 1px solid #2271b1; background: #2271b1; color: #fff; cursor: pointer; margin-right: .3rem; }
+button.secondary { background: #fff; color: #2271b1; }
+button[disabled] { opacity: .5; cursor: default; }
+.bar { width: 180px; height: .6rem; background: #dcdcde; border-radius: 3px; overflow: hidden; display: inline-block; vertical-align: middle; }
+.bar > span { display: block; height: 100%; background: #2271b1; transition: width .2s; }
+.err { color: #b32d2e; font-size: .85rem; }
+.pill { font-size: .75rem; padding: .05rem .4rem; border-radius: 8px; background: #e7f5e9; color: #1a6b2b; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; }
+ol, ul { background: #fff; border: 1px solid #dcdcde; margin: 0; padding: .5rem 1.5rem; min-height: 2rem; }
+li { padding: .15rem 0; }
+.job { cursor: pointer; }
+pre { background: #fff; border: 1px solid #dcdcde; padding: .5rem; font-size: .8rem; overflow: auto; max-height: 20rem; }
+`;
+
+export const PAGE_SCRIPT = `import { createHttpClient } from './client/http.js';
+
+const token = document.querySelector('meta[name="modelhub-token"]').getAttribute('content');
+const api = createHttpClient({ token });
 const live = new Map(); // jobId -> latest progress event from the stream
 let state = null;
+let ranking = null;
+let rankingError = null;
+const RANKING_REFRESH_MS = 5000;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -75,26 +102,41 @@ function mb(n) { return (n / 1e6).toFixed(1) + ' MB'; }
 
 function percentOf(job) {
   const p = live.get(job.id);
-  if (p && p.phase === 'downloading' && p.bytesTotal > 0) return Math.min(100, Math.floor((p.bytesDone / p.bytesTotal) * 100));
+  if (p && p.phase === 'downloading' && p.bytesTotal > 0) return Math.floor(p.percent);
   return job.percent === null ? 0 : job.percent;
 }
 
-function statusCell(s) {
-  if (s.job) {
-    const pct = percentOf(s.job);
-    const p = live.get(s.job.id);
-    const detail = p && p.phase === 'downloading' && p.bytesTotal > 0
-      ? ' ' + mb(p.bytesDone) + ' / ' + mb(p.bytesTotal) + (p.speedBps > 0 ? ', ' + mb(p.speedBps) + '/s' : '') + (p.etaSeconds !== null ? ', ETA ' + Math.ceil(p.etaSeconds) + ' s' : '')
-      : '';
-    return el('td', {},
-      el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct, 'aria-label': s.job.target + ' ' + s.job.state },
-        el('span', { style: 'width:' + pct + '%' })),
-      el('span', { class: 'muted', text: ' ' + s.job.state + detail }));
-  }
+function progressCell(job) {
+  const pct = percentOf(job);
+  const p = live.get(job.id);
+  const downloading = p && (p.phase === 'downloading' || p.phase === 'waiting_for_network') && p.bytesTotal > 0;
+  const detail = downloading
+    ? ' ' + mb(p.bytesDone) + ' / ' + mb(p.bytesTotal) + (p.speedBps > 0 ? ', ' + mb(p.speedBps) + '/s' : '') + (p.etaSeconds !== null ? ', ETA ' + Math.ceil(p.etaSeconds) + ' s' : '')
+    : '';
+  const fill = el('span');
+  fill.style.width = pct + '%';
+  return el('td', {},
+    el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct, 'aria-label': job.target + ' ' + job.state }, fill),
+    el('span', { class: 'muted', 'data-testid': 'job-detail', text: ' ' + ((p && p.phase) || job.state) + detail }));
+}
+
+function statusCell(row) {
+  if (row.job) return progressCell(row.job);
   const parts = [];
-  if (s.running) parts.push(el('span', { class: 'pill', text: 'running' }));
-  if (s.error) parts.push(el('div', { class: 'err', 'data-testid': 'error', text: s.error.code + ': ' + s.error.message }));
+  if (row.running) parts.push(el('span', { class: 'pill', text: 'running' }));
+  if (row.error) parts.push(el('div', { class: 'err', 'data-testid': 'error', text: row.error.code + ': ' + row.error.message }));
   return el('td', {}, ...parts);
+}
+
+const PAUSABLE = ['resolving', 'verifying_manifest', 'downloading'];
+
+function jobButtons(id, job) {
+  if (!job) return [];
+  const buttons = [];
+  if (job.state === 'paused') buttons.push(el('button', { class: 'secondary', 'data-testid': 'resume-' + id, text: 'Resume', onclick: () => run(api.resume(job.id), 'resume ' + id) }));
+  else if (PAUSABLE.includes(job.state)) buttons.push(el('button', { class: 'secondary', 'data-testid': 'pause-' + id, text: 'Pause', onclick: () => run(api.pause(job.id), 'pause ' + id) }));
+  buttons.push(el('button', { class: 'secondary', 'data-testid': 'cancel-' + id, text: 'Cancel', onclick: () => run(api.cancel(job.id), 'cancel ' + id) }));
+  return buttons;
 }
 
 function render() {
@@ -112,24 +154,43 @@ function render() {
       'data-testid': 'install-' + s.id,
       disabled: s.job !== null || s.latest === null,
       text: label.trim(),
-      onclick: () => install(s.id),
+      onclick: () => run(api.install({ id: s.id }), 'install ' + s.id),
     });
     body.append(el('tr', { 'data-testid': 'service-' + s.id },
       el('td', {}, el('strong', { text: s.name }), el('div', { class: 'muted', text: s.id })),
       el('td', { 'data-testid': 'current-' + s.id, text: s.current === null ? '—' : s.current }),
       el('td', { class: 'muted', text: s.versions.join(', ') || '—' }),
       statusCell(s),
-      el('td', {}, button)));
+      el('td', {}, button, ...jobButtons(s.id, s.job))));
   }
 
-  const ranking = document.getElementById('ranking');
-  ranking.replaceChildren();
+  const models = document.getElementById('models');
+  models.replaceChildren();
+  if (state.models.length === 0) models.append(el('tr', {}, el('td', { colspan: 5, class: 'muted', text: 'no models' })));
+  for (const m of state.models) {
+    const have = m.latest !== null && m.installed.includes(m.latest);
+    const button = el('button', {
+      'data-testid': 'pull-' + m.id,
+      disabled: m.job !== null || m.latest === null || have,
+      text: have ? 'Pulled' : 'Pull ' + (m.latest || ''),
+      onclick: () => run(api.pullModel({ id: m.id }), 'pull ' + m.id),
+    });
+    models.append(el('tr', { 'data-testid': 'model-' + m.id },
+      el('td', {}, el('strong', { text: m.name }), el('div', { class: 'muted', text: m.id })),
+      el('td', { 'data-testid': 'model-installed-' + m.id, text: m.installed.join(', ') || '—' }),
+      el('td', { class: 'muted', text: m.versions.join(', ') || '—' }),
+      statusCell(m),
+      el('td', {}, button, ...jobButtons(m.id, m.job))));
+  }
+
+  const list = document.getElementById('ranking');
+  list.replaceChildren();
   const note = document.getElementById('ranking-note');
-  if (state.ranking === null) {
-    note.textContent = 'ranking unavailable' + (state.ranking_error ? ': ' + state.ranking_error : '');
+  if (ranking === null) {
+    note.textContent = rankingError === null ? 'loading ranking…' : 'ranking unavailable: ' + rankingError;
   } else {
-    note.textContent = state.ranking.length === 0 ? 'no demand recorded yet' : '';
-    for (const r of state.ranking) ranking.append(el('li', { text: r.model_id + ' — ' + r.request_count + ' requests' }));
+    note.textContent = ranking.length === 0 ? 'no demand recorded yet' : '';
+    for (const r of ranking) list.append(el('li', { text: r.model_id + ' — ' + r.request_count + ' requests' }));
   }
 
   const jobs = document.getElementById('jobs');
@@ -139,43 +200,45 @@ function render() {
   }
 }
 
+async function loadState() {
+  const r = await api.state();
+  if (r.ok) { state = r.value; render(); }
+  return r.ok;
+}
+
 async function refresh() {
-  try {
-    const res = await fetch('/api/state', { cache: 'no-store' });
-    if (res.ok) state = await res.json();
-  } catch (e) { /* the next tick tries again */ }
-  render();
-  const busy = state && (state.services.some((s) => s.job !== null) || state.jobs.some((j) => j.active));
+  await loadState();
+  const busy = state && (state.services.some((s) => s.job !== null) || state.models.some((m) => m.job !== null) || state.jobs.some((j) => j.active));
   setTimeout(refresh, busy ? 300 : 1500);
 }
 
-async function install(id) {
-  const res = await fetch('/api/services/' + encodeURIComponent(id) + '/install', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-  if (!res.ok) alert('install ' + id + ': ' + res.status);
-  setTimeout(async () => {
-    const r = await fetch('/api/state', { cache: 'no-store' });
-    if (r.ok) { state = await r.json(); render(); }
-  }, 150);
+// The ranking has its own clock: a slow or unreachable ranking never holds the rest of the page,
+// and a change on the hub shows without a reload.
+async function refreshRanking() {
+  const r = await api.ranking();
+  if (r.ok) { ranking = r.value; rankingError = null; }
+  else { rankingError = r.error.message; ranking = null; }
+  render();
+  setTimeout(refreshRanking, RANKING_REFRESH_MS);
+}
+
+async function run(call, what) {
+  setTimeout(loadState, 150);
+  const r = await call;
+  if (!r.ok && r.error.code === 'NETWORK_ERROR') alert(what + ': ' + r.error.message);
+  await loadState();
 }
 
 async function timeline(jobId) {
   const pre = document.getElementById('timeline');
-  const res = await fetch('/api/jobs/' + encodeURIComponent(jobId) + '/events');
-  const events = res.ok ? await res.json() : [];
+  const r = await api.jobEvents(jobId);
+  const events = r.ok ? r.value : [];
   pre.hidden = false;
   pre.textContent = events.map((e) => e.seq + '  ' + e.ts + '  ' + e.type + '  → ' + e.state).join('\\n');
 }
 
-const stream = new EventSource('/api/events');
-stream.addEventListener('progress', (m) => {
-  const p = JSON.parse(m.data);
-  live.set(p.jobId, p);
-  render();
-});
-stream.addEventListener('job', () => { void fetch('/api/state', { cache: 'no-store' }).then((r) => r.ok ? r.json() : null).then((s) => { if (s) { state = s; render(); } }); });
-
+api.onProgress((p) => { live.set(p.jobId, p); render(); });
+api.onJobState(() => { void loadState(); });
 refresh();
-</script>
-</body>
-</html>
+refreshRanking();
 `;

@@ -2,7 +2,12 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { Output } from '../../src/cli/output.js';
+import type { ProgressEvent } from '../../src/client/types.js';
+import { withPercent, type ProgressInput } from '../../src/engine/progress.js';
 import { ModelhubError } from '../../src/errors.js';
+
+const progress = (p: Partial<ProgressInput>): ProgressEvent =>
+  withPercent({ jobId: 'j1', kind: 'install', target: 'x@1.0.0', phase: 'downloading', bytesDone: 0, bytesTotal: 0, speedBps: 0, etaSeconds: null, ts: 1, ...p });
 
 class Capture extends Writable {
   text = '';
@@ -19,17 +24,21 @@ class Capture extends Writable {
 }
 
 describe('Output', () => {
-  it('--json: progress lines, then one result line, nothing else on stdout', () => {
+  it('--json: progress lines (the library ProgressEvent, same spelling), then one result line, nothing else on stdout', () => {
     const out = new Capture(false);
     const err = new Capture(true);
     const o = new Output(true, out, err);
-    o.progress({ phase: 'downloading', bytes_done: 5, bytes_total: 10 });
+    const event = progress({ bytesDone: 5, bytesTotal: 10, speedBps: 2.5, etaSeconds: 2 });
+    o.progress(event);
     o.result({ id: 'x' }, 'human text');
     const lines = out.text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toEqual([
-      { type: 'progress', phase: 'downloading', bytes_done: 5, bytes_total: 10 },
+      { type: 'progress', jobId: 'j1', kind: 'install', target: 'x@1.0.0', phase: 'downloading', bytesDone: 5, bytesTotal: 10, percent: 50, speedBps: 2.5, etaSeconds: 2, ts: 1 },
       { type: 'result', ok: true, id: 'x' },
     ]);
+    const { type, ...rest } = lines[0]!;
+    expect(type).toBe('progress');
+    expect(rest).toEqual(event);
     expect(err.text).toBe('');
   });
 
@@ -44,7 +53,7 @@ describe('Output', () => {
     const out = new Capture(true);
     const err = new Capture(true);
     const o = new Output(false, out, err);
-    o.progress({ target: 'x@1.0.0', phase: 'downloading', bytes_done: 50_000_000, bytes_total: 100_000_000, speed_bps: 25_000_000, eta_s: 2 });
+    o.progress(progress({ bytesDone: 50_000_000, bytesTotal: 100_000_000, speedBps: 25_000_000, etaSeconds: 2 }));
     expect(err.text).toContain('50%');
     expect(err.text).toContain('50.0 MB/100.0 MB');
     expect(err.text).toContain('25.0 MB/s');
@@ -59,7 +68,7 @@ describe('Output', () => {
     const out = new Capture(false);
     const err = new Capture(false);
     const o = new Output(false, out, err);
-    o.progress({ phase: 'downloading', bytes_done: 1, bytes_total: 2 });
+    o.progress(progress({ bytesDone: 1, bytesTotal: 2 }));
     o.result({}, 'ok');
     expect(err.text).toBe('');
     expect(out.text).toBe('ok\n');

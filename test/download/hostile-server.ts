@@ -37,6 +37,8 @@ export interface RequestLog {
   status: number;
   /** Body bytes written to the socket for this request. */
   bytesSent: number;
+  /** The response is over: sent, or its connection closed (by the client, say). */
+  closed: boolean;
 }
 
 export interface HostileServer {
@@ -77,8 +79,10 @@ export async function startHostileServer(files: Record<string, Buffer>): Promise
       behaviour: behaviour.kind,
       status: 0,
       bytesSent: 0,
+      closed: false,
     };
     state.requests.push(log);
+    res.on('close', () => (log.closed = true));
     const send = (buf: Buffer, cb?: () => void): void => {
       log.bytesSent += buf.length;
       res.write(buf, cb);

@@ -58,7 +58,10 @@ describe('Engine library', () => {
     const last = downloading[downloading.length - 1]!;
     expect(last.bytesDone).toBe(last.bytesTotal);
     expect(downloading.some((e) => e.speedBps > 0 && e.etaSeconds !== null)).toBe(true);
-    for (const e of events) expect(Object.keys(e).sort()).toEqual(['bytesDone', 'bytesTotal', 'etaSeconds', 'jobId', 'kind', 'phase', 'speedBps', 'target', 'ts']);
+    for (const e of events) expect(Object.keys(e).sort()).toEqual(['bytesDone', 'bytesTotal', 'etaSeconds', 'jobId', 'kind', 'percent', 'phase', 'speedBps', 'target', 'ts']);
+    expect(last.percent).toBe(100);
+    for (const e of downloading) expect(e.percent).toBe(Math.floor((e.bytesDone / e.bytesTotal) * 1000) / 10);
+    expect(events[events.length - 1]).toMatchObject({ phase: 'committed', percent: 100 });
     const span = last.ts - downloading[0]!.ts;
     expect(downloading.length).toBeLessThanOrEqual(Math.ceil(span / 100) + 3);
   });
@@ -90,6 +93,67 @@ describe('Engine library', () => {
     } finally {
       b.proxy.rate = 0;
     }
+  });
+
+  it('cancels through an AbortSignal and through cancel(jobId): nothing installed, partials removed', async () => {
+    const home = path.join(await tempDir(), 'home');
+    const engine = new Engine({ home, hub: b.proxy.url });
+    await engine.trust.add(b.key.pub);
+    b.proxy.rate = 2 * 1024 * 1024;
+    const waitDownloading = async (): Promise<string> => {
+      for (;;) {
+        const job = engine.jobs.allJobs().find((j) => j.active === 1 && j.state === 'downloading');
+        if (job !== undefined) return job.id;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      const abort = new AbortController();
+      const first = engine.install({ id: 'demo-echo', version: '1.0.0', start: false, signal: abort.signal });
+      await waitDownloading();
+      abort.abort();
+      expect(await first).toMatchObject({ ok: false, state: 'cancelled', current: null });
+
+      const second = engine.install({ id: 'demo-echo', version: '1.0.0', start: false });
+      const jobId = await waitDownloading();
+      expect(await engine.cancel(jobId)).toEqual({ jobId, state: 'cancelled' });
+      expect(await second).toMatchObject({ ok: false, state: 'cancelled' });
+      await expect(engine.cancel(jobId)).resolves.toEqual({ jobId, state: 'cancelled' });
+      await expect(engine.cancel('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      b.proxy.rate = 0;
+    }
+    expect(engine.list().services).toEqual([]);
+    const { readdir } = await import('node:fs/promises');
+    expect(await readdir(path.join(home, 'downloads'))).toEqual([]);
+    expect((await readdir(path.join(home, 'services', 'demo-echo'))).filter((n) => n.startsWith('.staging'))).toEqual([]);
+
+    // After the switch, cancel is too late.
+    const done = await engine.install({ id: 'demo-echo', version: '1.0.0', start: false });
+    expect(done.ok).toBe(true);
+    await expect(engine.cancel(done.jobId)).rejects.toMatchObject({ code: 'CANCEL_TOO_LATE' });
+    engine.close();
+  });
+
+  it('trusts a key given as text, refuses text that is not a key, and checks for updates', async () => {
+    const home = path.join(await tempDir(), 'home');
+    const engine = new Engine({ home, hub: b.proxy.url });
+    const { readFile } = await import('node:fs/promises');
+    const added = await engine.trust.addKey(await readFile(b.key.pub, 'utf8'));
+    expect(added.key_id).toBe(b.key.keyId);
+    expect((await engine.trust.list()).map((k) => k.key_id)).toEqual([added.key_id]);
+    await expect(engine.trust.addKey('not a key')).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+
+    expect(await engine.checkForUpdates()).toEqual({ services: [], models: [] });
+    expect((await engine.install({ id: 'demo-echo', version: '1.0.0', start: false })).ok).toBe(true);
+    await b.publishModel({ id: 'upd-model', version: '1.0.0' });
+    expect((await engine.pullModel({ id: 'upd-model' })).ok).toBe(true);
+    await b.publishModel({ id: 'upd-model', version: '1.1.0' });
+    expect(await engine.checkForUpdates()).toEqual({
+      services: [{ id: 'demo-echo', current: '1.0.0', latest: '1.0.0', updateAvailable: false }],
+      models: [{ id: 'upd-model', installed: ['1.0.0'], latest: '1.1.0', updateAvailable: true }],
+    });
+    engine.close();
   });
 
   it('one engine runs an install and a model pull side by side without recovering its own job', async () => {

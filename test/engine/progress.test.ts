@@ -1,8 +1,8 @@
 // ProgressHub: throttled per job and phase, never backwards, the completing event at once.
 import { describe, expect, it } from 'vitest';
-import { ProgressHub, SpeedMeter, type ProgressEvent } from '../../src/engine/progress.js';
+import { ProgressHub, SpeedMeter, type ProgressEvent, type ProgressInput } from '../../src/engine/progress.js';
 
-const ev = (bytesDone: number, ts: number, phase = 'downloading', jobId = 'j'): ProgressEvent => ({
+const ev = (bytesDone: number, ts: number, phase = 'downloading', jobId = 'j'): ProgressInput => ({
   jobId,
   kind: 'install',
   target: 'x@1.0.0',

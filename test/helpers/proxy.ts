@@ -26,6 +26,16 @@ export interface Proxy {
   substitute: Map<string, Buffer>;
   /** Paths answered with 503, as if that part of the hub were down. */
   down: Set<string>;
+  /**
+   * A barrier: from now on, requests for `path` wait here (counted in `requests`, nothing asked
+   * of the hub yet) until `release(path)`, then go on as usual. Lets a test hold a download
+   * until it has seen what it waits for, instead of hoping a slow transfer lasts long enough.
+   */
+  hold(path: string): void;
+  /** Lets every request waiting at `path`'s hold go on, and stops holding `path`. */
+  release(path: string): void;
+  /** Requests waiting at `path`'s hold right now. */
+  held(path: string): number;
   close(): Promise<void>;
 }
 
@@ -41,6 +51,7 @@ function isPackage(p: string): boolean {
 export async function startProxy(target: string): Promise<Proxy> {
   const t = new URL(target);
   const sockets = new Set<import('node:net').Socket>();
+  const holds = new Map<string, (() => void)[]>();
   const state: Proxy = {
     url: '',
     mode: { kind: 'none' },
@@ -49,8 +60,18 @@ export async function startProxy(target: string): Promise<Proxy> {
     rate: 0,
     substitute: new Map(),
     down: new Set(),
+    hold(p) {
+      if (!holds.has(p)) holds.set(p, []);
+    },
+    release(p) {
+      const waiting = [...(holds.get(p) ?? [])];
+      holds.delete(p);
+      for (const go of waiting) go();
+    },
+    held: (p) => holds.get(p)?.length ?? 0,
     close: () =>
       new Promise((resolve) => {
+        for (const p of [...holds.keys()]) state.release(p);
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
@@ -60,6 +81,26 @@ export async function startProxy(target: string): Promise<Proxy> {
     const url = req.url ?? '/';
     const p = url.split('?')[0] ?? url;
     state.requests.set(p, (state.requests.get(p) ?? 0) + 1);
+    const waiting = holds.get(p);
+    if (waiting !== undefined) {
+      // The request body (none for a GET) stays unread until then, so piping it later still works.
+      const go = (): void => {
+        const i = waiting.indexOf(go);
+        if (i >= 0) waiting.splice(i, 1);
+        if (!res.destroyed) serve(req, res, url, p);
+      };
+      waiting.push(go);
+      // A client that gave up while held leaves the barrier.
+      res.on('close', () => {
+        const i = waiting.indexOf(go);
+        if (i >= 0) waiting.splice(i, 1);
+      });
+      return;
+    }
+    serve(req, res, url, p);
+  });
+
+  function serve(req: http.IncomingMessage, res: http.ServerResponse, url: string, p: string): void {
     const mode = state.mode;
     if (state.down.has(p)) {
       res.writeHead(503, { 'content-type': 'application/json' });
@@ -147,11 +188,11 @@ export async function startProxy(target: string): Promise<Proxy> {
       ur.on('error', () => res.destroy());
     });
     up.on('error', () => {
-      res.writeHead(502);
+      if (!res.headersSent) res.writeHead(502);
       res.end();
     });
     req.pipe(up);
-  });
+  }
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

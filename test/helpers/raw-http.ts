@@ -7,7 +7,7 @@ export interface RawResponse {
   body: Buffer;
 }
 
-export function rawRequest(base: string, target: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<RawResponse> {
+export function rawRequest(base: string, target: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<RawResponse> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const req = http.request({ host: u.hostname, port: u.port, path: target, method: init.method ?? 'GET', headers: init.headers }, (res) => {
@@ -17,6 +17,6 @@ export function rawRequest(base: string, target: string, init: { method?: string
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(init.body);
   });
 }

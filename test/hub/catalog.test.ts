@@ -163,8 +163,8 @@ describe('catalog', () => {
     expect((await post({ model_id: 'x', count: 1 }, 'wrong')).status).toBe(401);
     const r = await getJson('/api/model-usage/ranking?limit=2');
     expect(r.body).toEqual([
-      { model_id: 'marian-zh-en', request_count: 1523, rank: 1 },
-      { model_id: 'whisper', request_count: 1000, rank: 2 },
+      { model_id: 'marian-zh-en', request_count: 1523, unavailable_count: 0, rank: 1 },
+      { model_id: 'whisper', request_count: 1000, unavailable_count: 0, rank: 2 },
     ]);
     expect((await getJson('/api/model-usage/ranking')).body).toHaveLength(3);
     expect((await getJson('/api/model-usage/ranking?limit=zero')).status).toBe(400);

@@ -24,9 +24,10 @@ const release = (current: string | null, running: boolean): ResolvedRelease => (
 const sha = 'a'.repeat(64);
 
 const installEvents: Record<string, EventObject[]> = {
-  resolving: [done('resolveRelease', release('1.0.0', true)), done('resolveRelease', release('1.1.0', true)), fail('resolveRelease', 'NOT_FOUND'), { type: 'CANCEL' }],
-  verifying_manifest: [done('verifyManifest', { keyId: 'K', archive: { url: 'u', sha256: sha, size: 10 }, healthBudgetMs: 1000 }), fail('verifyManifest', 'SIGNATURE_INVALID'), { type: 'CANCEL' }],
-  downloading: [done('downloadArchive', { path: '/d/x.zip', size: 10, sha256: sha, bytesFetched: 10, resumedFrom: 0 }), fail('downloadArchive', 'CHECKSUM_MISMATCH'), { type: 'CANCEL' }],
+  resolving: [done('resolveRelease', release('1.0.0', true)), done('resolveRelease', release('1.1.0', true)), fail('resolveRelease', 'NOT_FOUND'), { type: 'CANCEL' }, { type: 'PAUSE' }],
+  verifying_manifest: [done('verifyManifest', { keyId: 'K', archive: { url: 'u', sha256: sha, size: 10 }, healthBudgetMs: 1000 }), fail('verifyManifest', 'SIGNATURE_INVALID'), { type: 'CANCEL' }, { type: 'PAUSE' }],
+  downloading: [done('downloadArchive', { path: '/d/x.zip', size: 10, sha256: sha, bytesFetched: 10, resumedFrom: 0 }), fail('downloadArchive', 'CHECKSUM_MISMATCH'), { type: 'CANCEL' }, { type: 'PAUSE' }],
+  paused: [{ type: 'RESUME' }, { type: 'CANCEL' }],
   verifying_archive: [done('verifyArchive', { path: '/d/x.zip', size: 10, sha256: sha, bytesFetched: 10, resumedFrom: 0 }), fail('verifyArchive', 'CHECKSUM_MISMATCH')],
   staging: [done('stageRelease', { stagingDir: '/s', files: 1, bytes: 10 }), fail('stageRelease', 'UNSAFE_ARCHIVE')],
   switching: [done('switchVersion', { current: '1.1.0', previous: '1.0.0' }), fail('switchVersion', 'INTERNAL')],
@@ -48,9 +49,12 @@ const modelEvents: Record<string, EventObject[]> = {
     done('resolveModel', { version: '1.0.0', manifestText: '{}', signatureText: 's', installedVersions: [] }),
     done('resolveModel', { version: '1.0.0', manifestText: '{}', signatureText: 's', installedVersions: ['1.0.0'] }),
     fail('resolveModel', 'NOT_FOUND'),
+    { type: 'CANCEL' },
+    { type: 'PAUSE' },
   ],
-  verifying_manifest: [done('verifyModelManifest', { keyId: 'K', totalBytes: 5, files: [{ path: 'a', size: 5, sha256: sha, url: 'u' }] }), fail('verifyModelManifest', 'UNTRUSTED_KEY')],
-  downloading: [done('downloadModelFiles', { stagingDir: '/s' }), fail('downloadModelFiles', 'CHECKSUM_MISMATCH')],
+  verifying_manifest: [done('verifyModelManifest', { keyId: 'K', totalBytes: 5, files: [{ path: 'a', size: 5, sha256: sha, url: 'u' }] }), fail('verifyModelManifest', 'UNTRUSTED_KEY'), { type: 'CANCEL' }, { type: 'PAUSE' }],
+  downloading: [done('downloadModelFiles', { stagingDir: '/s' }), fail('downloadModelFiles', 'CHECKSUM_MISMATCH'), { type: 'CANCEL' }, { type: 'PAUSE' }],
+  paused: [{ type: 'RESUME' }, { type: 'CANCEL' }],
   installing: [done('installModel', { path: '/m/1.0.0' }), fail('installModel', 'INTERNAL')],
   cleaning_up: [done('cleanUpModel', { removed: [] }), fail('cleanUpModel', 'INTERNAL')],
 };
@@ -136,6 +140,11 @@ for (const c of cases) {
             expect(after).toBe('rolling_back');
             restored.send(finishers.rolling_back!);
             expect(valueOf(restored.getSnapshot())).toBe('rolled_back');
+          } else if (rule === 'hold') {
+            // Recovery leaves a paused job paused; the user's next step (cancel) still applies.
+            expect(after).toBe('paused');
+            for (const e of events.slice(k)) restored.send(e);
+            expect(valueOf(restored.getSnapshot())).toBe(end);
           } else {
             expect(after).toBe(state);
             for (const e of events.slice(k)) restored.send(e);
@@ -147,6 +156,12 @@ for (const c of cases) {
           const looping = crashAfter(c.machine, c.input, events.slice(0, k)).restored;
           looping.send({ type: 'RESTORED', restores: MAX_RESTORES + 1 });
           const loopState = valueOf(looping.getSnapshot());
+          if (rule === 'hold') {
+            // Not a loop: nothing runs while paused, so restores of a paused job are harmless.
+            expect(loopState).toBe('paused');
+            looping.stop();
+            continue;
+          }
           expect(['failed', 'rolling_back', 'cleaning_up']).toContain(loopState);
           const finisher = finishers[loopState];
           if (finisher !== undefined) looping.send(finisher);
@@ -156,6 +171,40 @@ for (const c of cases) {
         }
       });
     }
+
+    it('pauses in every pausable state and, restored as recovery restores it, resumes where it stopped', () => {
+      const pausable = Object.entries(c.machine.root.states)
+        .filter(([, node]) => Object.keys(node.on).includes('PAUSE'))
+        .map(([key]) => key);
+      if (!('paused' in c.table)) {
+        expect(pausable).toEqual([]);
+        return;
+      }
+      expect(pausable.length).toBeGreaterThan(0);
+      for (const p of finalPaths.filter((fp) => valueOf(fp.state) === 'committed')) {
+        const events: EventObject[] = p.steps.map((s): EventObject => s.event as EventObject).filter((e) => e.type !== 'xstate.init');
+        for (let k = 0; k < events.length; k++) {
+          const live = createActor(c.machine, { input: c.input }).start();
+          for (const e of events.slice(0, k)) live.send(e);
+          const at = valueOf(live.getSnapshot());
+          if (!pausable.includes(at)) {
+            live.stop();
+            continue;
+          }
+          live.send({ type: 'PAUSE' });
+          expect(valueOf(live.getSnapshot())).toBe('paused');
+          const { restored } = crashAfter(c.machine, c.input, [...events.slice(0, k), { type: 'PAUSE' }]);
+          live.stop();
+          restored.send({ type: 'RESTORED', restores: 1 });
+          expect(valueOf(restored.getSnapshot())).toBe('paused');
+          restored.send({ type: 'RESUME' });
+          expect(valueOf(restored.getSnapshot()), `resumed from a pause in ${at}`).toBe(at);
+          for (const e of events.slice(k)) restored.send(e);
+          expect(valueOf(restored.getSnapshot())).toBe('committed');
+          restored.stop();
+        }
+      }
+    });
 
     it('covered every non-final state in some crash', () => {
       const visited = new Set<string>();

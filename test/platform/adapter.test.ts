@@ -2,7 +2,7 @@
 // behaviour for real — both `current` pointer strategies, program resolution, tree termination.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, readlink, realpath, symlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ModelhubError } from '../../src/errors.js';
@@ -29,7 +29,8 @@ async function rejection(p: Promise<unknown>): Promise<ModelhubError> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+/** Polls `cond`; the ceiling only bounds how long a failing test hangs, so it is generous. */
+async function until(cond: () => boolean, ms = 30_000): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (cond()) return true;
@@ -214,10 +215,13 @@ describe.each(strategies)('current pointer, %s, for real', (_name, adapter) => {
     const dir = await serviceDirWith(['1.0.0', '2.0.0']);
     await adapter.writeCurrent(dir, '1.0.0');
     const stopFile = path.join(dir, '..', 'stop');
+    // The reader reports on stdout (synchronous for a pipe on Linux, so its busy loop cannot
+    // starve it): "ready" after its first good read, then its counts every 200 reads.
     const reader = `
       const fs = require('node:fs'); const path = require('node:path');
       const [dir, stop, mode] = process.argv.slice(1);
       let reads = 0, errors = 0; const seen = new Set(); let firstError = null;
+      const report = () => console.log(JSON.stringify({ reads, errors, seen: [...seen], firstError }));
       while (!fs.existsSync(stop)) {
         try {
           let version;
@@ -230,34 +234,64 @@ describe.each(strategies)('current pointer, %s, for real', (_name, adapter) => {
           const marker = fs.readFileSync(path.join(root, 'marker'), 'utf8');
           if (marker !== '1.0.0' && marker !== '2.0.0') throw new Error('bad marker ' + marker);
           seen.add(marker); reads++;
+          if (reads === 1) console.log('ready');
         } catch (e) { errors++; firstError ??= String(e); }
+        if ((reads + errors) % 200 === 0) report();
       }
-      console.log(JSON.stringify({ reads, errors, seen: [...seen], firstError }));
+      report();
     `;
     const child = spawn(process.execPath, ['-e', reader, dir, stopFile, adapter.pointerStrategy], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    type Counts = { reads: number; errors: number; seen: string[]; firstError: string | null };
+    let ready = false;
+    let counts: Counts | null = null;
+    let pending = '';
+    child.stdout.on('data', (b: Buffer) => {
+      pending += b.toString();
+      let i;
+      while ((i = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        if (line === 'ready') ready = true;
+        else if (line.startsWith('{')) counts = JSON.parse(line) as Counts;
+      }
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const lastCounts = (): Counts | null => counts;
 
-    // Give the reader time to start, then flip many times while it polls; an in-process reader
-    // polls between the writer's steps too.
-    await sleep(150);
-    let inProcessErrors = 0;
-    for (let i = 0; i < 300; i++) {
-      await adapter.writeCurrent(dir, i % 2 === 0 ? '2.0.0' : '1.0.0');
-      const v = await adapter.readCurrent(dir);
-      if (v !== '1.0.0' && v !== '2.0.0') inProcessErrors++;
-      if (i % 50 === 0) await sleep(5);
+    try {
+      // Wait for the reader to be reading, whatever the machine's load, then flip while it polls
+      // until it has read through plenty of flips and seen both versions; an in-process reader
+      // polls between the writer's steps too.
+      expect(await until(() => ready)).toBe(true);
+      let inProcessErrors = 0;
+      let flips = 0;
+      const giveUp = Date.now() + 30_000;
+      for (;;) {
+        await adapter.writeCurrent(dir, flips % 2 === 0 ? '2.0.0' : '1.0.0');
+        flips++;
+        const v = await adapter.readCurrent(dir);
+        if (v !== '1.0.0' && v !== '2.0.0') inProcessErrors++;
+        if (flips % 50 === 0) {
+          await sleep(5);
+          const c = lastCounts();
+          if (flips >= 300 && c !== null && c.reads > 100 && c.seen.length === 2) break;
+          if (Date.now() > giveUp) break;
+        }
+      }
+      await writeFile(stopFile, '');
+      expect(await exited).toBe(0);
+      const result = lastCounts();
+      expect(result).not.toBeNull();
+      expect(result!.firstError).toBeNull();
+      expect(result!.errors).toBe(0);
+      expect(result!.reads).toBeGreaterThan(100);
+      expect(result!.seen.sort()).toEqual(['1.0.0', '2.0.0']);
+      expect(flips).toBeGreaterThanOrEqual(300);
+      expect(inProcessErrors).toBe(0);
+      expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    } finally {
+      await writeFile(stopFile, '');
     }
-    await writeFile(stopFile, '');
-    expect(await exited).toBe(0);
-    const result = JSON.parse(out) as { reads: number; errors: number; seen: string[]; firstError: string | null };
-    expect(result.firstError).toBeNull();
-    expect(result.errors).toBe(0);
-    expect(result.reads).toBeGreaterThan(100);
-    expect(result.seen.sort()).toEqual(['1.0.0', '2.0.0']);
-    expect(inProcessErrors).toBe(0);
-    expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });
 
@@ -407,11 +441,20 @@ describe('process trees, for real on Linux', () => {
   });
 
   it('counts a zombie (exited, never reaped) as dead', async () => {
-    // `sleep 0.1` becomes a child of `sleep 5`, which never reaps it.
-    const sh = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    // `sleep 0.1` becomes a child of `sleep 60`, which never reaps it.
+    const sh = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
     started.push(sh.pid ?? 0);
     const zombie = Number((await new Promise<string>((resolve) => sh.stdout.once('data', (b: Buffer) => resolve(b.toString())))).trim());
-    await sleep(400);
+    // Wait until the kernel shows it as a zombie (state Z), however long a busy machine takes.
+    const state = (): string | null => {
+      try {
+        const text = readFileSync(`/proc/${zombie}/stat`, 'utf8');
+        return text.slice(text.lastIndexOf(')') + 2).split(' ')[0] ?? null;
+      } catch {
+        return null;
+      }
+    };
+    expect(await until(() => state() === 'Z')).toBe(true);
     expect(() => process.kill(zombie, 0)).not.toThrow(); // the kernel still has it …
     expect(linux.isAlive(zombie)).toBe(false); // … but it is not running
     expect(linux.isAlive(sh.pid ?? 0)).toBe(true);

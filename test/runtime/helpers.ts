@@ -1,7 +1,6 @@
-// Helpers for the runtime tests: a fresh dist/ build of the files the supervisor and a child
-// "CLI" process run as plain JavaScript, service directories, and cleanup of started services.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// Helpers for the runtime tests: service directories, cleanup of started services, and waiting
+// for conditions. The compiled supervisor and manager these tests run from dist/ are checked for
+// staleness once per run by test/global-setup.ts.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,40 +10,6 @@ import { serviceJsonSchema, type ServiceJson } from '../../src/schemas/service.j
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DIST_MANAGER = path.join(REPO, 'dist', 'src', 'runtime', 'manager.js');
-
-/** Sources the compiled manager and supervisor are built from. */
-const SOURCE_DIRS = ['src/runtime', 'src/platform', 'src/schemas', 'src/demo'];
-const SOURCE_FILES = ['src/errors.ts'];
-
-function staleSources(): string[] {
-  const files = [...SOURCE_FILES];
-  for (const d of SOURCE_DIRS) {
-    for (const f of readdirSync(path.join(REPO, d))) if (f.endsWith('.ts')) files.push(`${d}/${f}`);
-  }
-  return files.filter((rel) => {
-    const js = path.join(REPO, 'dist', rel.replace(/\.ts$/, '.js'));
-    return !existsSync(js) || statSync(js).mtimeMs < statSync(path.join(REPO, rel)).mtimeMs;
-  });
-}
-
-/**
- * `npm test` builds before vitest runs; a bare `npx vitest run test/runtime` after editing may
- * not have. Rebuild with tsc when a compiled file is missing or older than its source (type
- * errors elsewhere in the project do not stop tsc from emitting).
- */
-export function ensureBuilt(): void {
-  if (staleSources().length === 0) return;
-  try {
-    execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO, 'tsconfig.json')], {
-      cwd: REPO,
-      stdio: 'pipe',
-    });
-  } catch {
-    // emitted anyway; checked below
-  }
-  const still = staleSources();
-  if (still.length > 0) throw new Error(`dist/ is still stale after tsc: ${still.join(', ')}`);
-}
 
 export async function readService(dir: string): Promise<ServiceJson> {
   return serviceJsonSchema.parse(JSON.parse(await readFile(path.join(dir, 'service.json'), 'utf8')));
@@ -99,10 +64,15 @@ export async function stopAll(): Promise<void> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+/**
+ * Polls `cond` until it holds; false if it still does not after `ms`. The default ceiling is
+ * generous on purpose: it only bounds how long a failing test hangs, and a busy machine must
+ * not turn a slow "yes" into a "no".
+ */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 30_000): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (cond()) return true;
+    if (await cond()) return true;
     await sleep(20);
   }
   return cond();

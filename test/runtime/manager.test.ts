@@ -2,7 +2,7 @@
 // own, started through the detached supervisor, health-checked, stopped.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,10 +10,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModelhubError } from '../../src/errors.js';
 import { platformAdapter } from '../../src/platform/adapter.js';
 import { choosePort } from '../../src/runtime/ports.js';
-import { isAlive, isSupervisorProcess, probeHealth, startService, stopService, supervisorScript, waitHealthy, type RunningService, type StartRequest } from '../../src/runtime/manager.js';
+import { BIND_WATCH_MS, isAlive, isSupervisorProcess, probeHealth, startService, stopService, supervisorScript, waitHealthy, type RunningService, type StartRequest } from '../../src/runtime/manager.js';
 import type { ServiceJson } from '../../src/schemas/service.js';
 import { tempDir } from '../helpers/tmp.js';
-import { DIST_MANAGER, demoService, ensureBuilt, nodeService, sleep, startedPids, stopAll, until } from './helpers.js';
+import { DIST_MANAGER, demoService, nodeService, startedPids, stopAll, until } from './helpers.js';
 
 const PLATFORM = platformAdapter.platform ?? 'linux-x64';
 
@@ -21,7 +21,6 @@ let root: string;
 let logsDir: string;
 
 beforeAll(async () => {
-  ensureBuilt();
   root = await realpath(await tempDir('modelhub-runtime-'));
   logsDir = path.join(root, 'home', 'logs');
 });
@@ -61,6 +60,27 @@ async function failure(p: Promise<unknown>): Promise<ModelhubError> {
   throw new Error('expected a ModelhubError');
 }
 
+/** Another process's listener on 127.0.0.1:`port` (0: any free port), as a lost race would meet it. */
+async function holdPort(port: number): Promise<{ port: number; release: () => Promise<void> }> {
+  const server = net.createServer();
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (c) => {
+    sockets.add(c);
+    c.on('close', () => sockets.delete(c));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr !== null ? addr.port : 0,
+    release: () =>
+      new Promise((resolve) => {
+        // A health probe may still be connected to it; closing waits for every connection.
+        for (const c of sockets) c.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /** ppid and pgrp from /proc (Linux). */
 function procInfo(pid: number): { ppid: number; pgrp: number } {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -87,6 +107,40 @@ const g = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
 fs.writeFileSync(process.env.GRANDCHILD_PID_FILE, String(g.pid));
 if (stubborn) process.on('SIGTERM', () => console.log('ignoring SIGTERM'));
 http.createServer((req, res) => res.end('ok')).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
+/** Answers /health, and tells on /probes when the first probe came (ms since the epoch) and how many came. */
+const PROBE_LOG_SOURCE = `
+import http from 'node:http';
+let first = null;
+let count = 0;
+http.createServer((req, res) => {
+  if (req.url === '/health') {
+    count++;
+    first ??= Date.now();
+    res.end('ok');
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ first, count }));
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
+/**
+ * Notes each port it is given in $PORTS_FILE, waits for $GO_FILE on its first start only, then
+ * binds $BIND_PORT (default $PORT); a failed bind kills it with EADDRINUSE, as in most servers.
+ */
+const BIND_RACE_SOURCE = `
+import http from 'node:http';
+import fs from 'node:fs';
+const first = !fs.existsSync(process.env.PORTS_FILE);
+fs.appendFileSync(process.env.PORTS_FILE, process.env.PORT + '\\n');
+if (first) while (!fs.existsSync(process.env.GO_FILE)) await new Promise((r) => setTimeout(r, 10));
+const port = Number(process.env.BIND_PORT ?? process.env.PORT);
+http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ port }));
+}).listen(port, '127.0.0.1', () => console.log('listening on ' + port));
 `;
 
 const CHATTY_SOURCE = `
@@ -167,16 +221,16 @@ describe('runtime manager: start, health, stop', () => {
       const r = await startService({ serviceId: service.service_id, version: service.version, versionDir: dir, service, platform, logsDir });
       console.log(JSON.stringify(r));
     `;
-    const t0 = Date.now();
-    const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--input-type=module', '-e', script, dir, logsDir, PLATFORM], { timeout: 20_000 }, (err, stdout, stderr) => {
-        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    const out = await new Promise<{ code: number; killed: boolean; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script, dir, logsDir, PLATFORM], { timeout: 45_000 }, (err, stdout, stderr) => {
+        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, killed: err?.killed === true, stdout, stderr });
       });
     });
+    // The starter exits by itself: nothing of the service keeps its event loop alive (a starter
+    // held open would be killed by the timeout instead, however busy the machine is).
+    expect(out.killed).toBe(false);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    // The starter exits promptly: nothing of the service keeps its event loop alive.
-    expect(Date.now() - t0).toBeLessThan(10_000);
     const r = JSON.parse(out.stdout.trim()) as RunningService;
     startedPids.add(r.pid);
 
@@ -261,17 +315,23 @@ describe('runtime manager: failures', () => {
     const elapsed = Date.now() - t0;
     expect(err.code).toBe('HEALTH_CHECK_FAILED');
     expect(err.message).toMatch(/ECONNREFUSED/);
+    // It waited for the deadline it was given, and gave up there, not at the service's own
+    // timeout_ms (10 s): the ceiling only leaves room for a busy machine.
     expect(elapsed).toBeGreaterThanOrEqual(1400);
-    expect(elapsed).toBeLessThan(4000);
+    expect(elapsed).toBeLessThan(8000);
     expect(isAlive(r.pid)).toBe(true); // the caller decides to stop it
   });
 
   it('unhealthy (503): HEALTH_CHECK_FAILED naming the status', async () => {
     const { dir, service } = await demoService(root, { id: 'sick', behavior: 'unhealthy' });
     const r = await start(dir, service);
-    const err = await failure(waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 1000 }));
+    // The deadline counts from when the service answers at all, so that a slow start-up on a
+    // busy machine cannot use it up with connection errors.
+    expect(await until(async () => (await fetch(`http://127.0.0.1:${r.port}/health`).catch(() => null))?.status === 503)).toBe(true);
+    const err = await failure(waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 3000 }));
     expect(err.code).toBe('HEALTH_CHECK_FAILED');
     expect(err.message).toMatch(/HTTP 503/);
+    // A 503 is not final: it kept probing until the deadline.
     expect(err.details.checks).toBeGreaterThan(1);
     expect(await probeHealth(r.port, service.health_check)).toBe(false);
   });
@@ -283,13 +343,14 @@ describe('runtime manager: failures', () => {
       const err = await failure(
         (async () => {
           const r = await start(dir, service, earlyExitMs === undefined ? {} : { earlyExitMs });
-          await waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 10_000 });
+          await waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 45_000 });
         })(),
       );
       expect(err.code).toBe('START_FAILED');
       expect(err.message).toMatch(/exited with code 3/);
       expect(err.message).toMatch(/exiting at once, as configured/);
-      expect(Date.now() - t0).toBeLessThan(3000);
+      // Noticed when the process ended, not at the 45 s deadline.
+      expect(Date.now() - t0).toBeLessThan(20_000);
     }
     // An exit inside the early window fails startService itself.
     const err = await failure(start(dir, service, { earlyExitMs: 3000 }));
@@ -302,23 +363,29 @@ describe('runtime manager: failures', () => {
     const hc = (grace: number): Record<string, unknown> => ({
       health_check: { type: 'http', endpoint: '/health', startup_grace_ms: grace, interval_ms: 100, timeout_ms: 5000 },
     });
-    const a = await demoService(root, { id: 'graceful', patch: hc(600) });
+    // The service itself notes when the first probe reached it: no probe may come before the grace is over.
+    const a = await nodeService(root, 'graceful', PROBE_LOG_SOURCE, hc(600));
     const r = await start(a.dir, a.service);
-    const h = await healthy(r, a.service);
-    expect(h.elapsedMs).toBeGreaterThanOrEqual(550);
-    expect(h.checks).toBe(1);
+    const h = await healthy(r, a.service, 30_000);
+    expect(h.elapsedMs).toBeGreaterThanOrEqual(600);
+    const seen = (await getJson(r.port, '/probes')) as { first: number | null; count: number };
+    expect(seen.first).not.toBeNull();
+    expect(seen.first! - r.startedAt).toBeGreaterThanOrEqual(600 - 5); // 5 ms: clock granularity between processes
+    expect(seen.count).toBeGreaterThanOrEqual(1);
+    expect(seen.count).toBeLessThanOrEqual(h.checks);
 
-    const b = await demoService(root, { id: 'graceless', behavior: 'exits', patch: hc(10_000) });
+    const b = await demoService(root, { id: 'graceless', behavior: 'exits', patch: hc(30_000) });
     const t0 = Date.now();
     const err = await failure(
       (async () => {
         const rb = await start(b.dir, b.service, { earlyExitMs: 0 });
-        await healthy(rb, b.service, 20_000);
+        await healthy(rb, b.service, 45_000);
       })(),
     );
     expect(err.code).toBe('START_FAILED');
     expect(err.message).toMatch(/exited with code 3/);
-    expect(Date.now() - t0).toBeLessThan(3000);
+    // Noticed during the 30 s grace, not after it.
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
   it('a program that cannot be resolved fails before anything is spawned', async () => {
@@ -353,9 +420,10 @@ describe('runtime manager: failures', () => {
     setTimeout(() => ac.abort(), 300);
     const t0 = Date.now();
     await expect(
-      waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 20_000, signal: ac.signal }),
+      waitHealthy({ port: r.port, health: service.health_check, pid: r.pid, deadline: Date.now() + 45_000, signal: ac.signal }),
     ).rejects.toMatchObject({ name: 'AbortError' });
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // Stopped at the abort, long before the 45 s deadline.
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 });
 
@@ -367,13 +435,8 @@ describe('runtime manager: ports, health without a health_check, logs', () => {
     expect(ra.port).toBe(free);
     await healthy(ra, a.service);
 
-    const blocker = net.createServer();
-    const taken = await new Promise<number>((resolve) =>
-      blocker.listen(0, '127.0.0.1', () => {
-        const addr = blocker.address();
-        resolve(typeof addr === 'object' && addr !== null ? addr.port : 0);
-      }),
-    );
+    const blocker = await holdPort(0);
+    const taken = blocker.port;
     try {
       const b = await demoService(root, { id: 'port-taken', patch: { default_port: taken } });
       const rb = await start(b.dir, b.service);
@@ -381,8 +444,89 @@ describe('runtime manager: ports, health without a health_check, logs', () => {
       await healthy(rb, b.service);
       expect(await getJson(rb.port)).toMatchObject({ service: 'port-taken' });
     } finally {
-      await new Promise((resolve) => blocker.close(resolve));
+      await blocker.release();
     }
+  });
+
+  it('a service that loses its port between the check and its bind is started again on another one', async () => {
+    const preferred = await choosePort();
+    const marker = path.join(root, 'race-1.ports');
+    const go = path.join(root, 'race-1.go');
+    const { dir, service } = await nodeService(root, 'race-lost', BIND_RACE_SOURCE, { default_port: preferred }, { PORTS_FILE: marker, GO_FILE: go });
+    // A generous watch, so that the service's own start-up on a busy machine cannot outlast it.
+    const starting = start(dir, service, { bindWatchMs: 30_000 });
+    let thief: { release: () => Promise<void> } | undefined;
+    try {
+      // Once the service has been given the preferred port, another process takes it; then the
+      // service tries to bind it.
+      expect(await until(() => existsSync(marker))).toBe(true);
+      expect(readFileSync(marker, 'utf8').trim()).toBe(String(preferred));
+      thief = await holdPort(preferred);
+      await writeFile(go, '');
+      const r = await starting;
+      expect(r.port).not.toBe(preferred);
+      await healthy(r, service);
+      expect(await getJson(r.port)).toEqual({ port: r.port });
+      // Two starts: the preferred port, lost, then the one the OS picked.
+      expect(readFileSync(marker, 'utf8').trim().split('\n')).toEqual([String(preferred), String(r.port)]);
+      expect(readFileSync(r.logFile, 'utf8')).toMatch(/EADDRINUSE/);
+    } finally {
+      await starting.catch(() => undefined);
+      await thief?.release();
+    }
+  });
+
+  it('a service that cannot bind a port of its own fails at once, without a retry', async () => {
+    const blocker = await holdPort(0);
+    const fixed = blocker.port;
+    try {
+      const marker = path.join(root, 'race-2.ports');
+      const go = path.join(root, 'race-2.go');
+      await writeFile(go, '');
+      // It ignores $PORT and binds `fixed`, which is busy: EADDRINUSE, but not a lost race.
+      const { dir, service } = await nodeService(root, 'fixed-port', BIND_RACE_SOURCE, {}, { PORTS_FILE: marker, GO_FILE: go, BIND_PORT: String(fixed) });
+      const t0 = Date.now();
+      const err = await failure(start(dir, service, { earlyExitMs: 30_000 }));
+      expect(err.code).toBe('START_FAILED');
+      expect(err.message).toMatch(/exited with code 1 within 30000 ms/);
+      expect(err.message).toMatch(new RegExp(`last output: .*EADDRINUSE.*:${fixed}`));
+      expect(err.details.port_taken).toBeUndefined();
+      expect(readFileSync(marker, 'utf8').trim().split('\n')).toHaveLength(1);
+      // Reported when it died, not at the end of its 30 s window.
+      expect(Date.now() - t0).toBeLessThan(20_000);
+    } finally {
+      await blocker.release();
+    }
+  });
+
+  it('a port lost after the start window is reported as taken by the health check', async () => {
+    const preferred = await choosePort();
+    const marker = path.join(root, 'race-3.ports');
+    const go = path.join(root, 'race-3.go');
+    const { dir, service } = await nodeService(root, 'race-late', BIND_RACE_SOURCE, { default_port: preferred }, { PORTS_FILE: marker, GO_FILE: go });
+    const r = await start(dir, service, { bindWatchMs: 0 });
+    expect(r.port).toBe(preferred);
+    const thief = await holdPort(preferred);
+    try {
+      await writeFile(go, '');
+      const err = await failure(healthy(r, service, 45_000));
+      expect(err.code).toBe('START_FAILED');
+      expect(err.message).toMatch(new RegExp(`port ${preferred} was taken by another process`));
+      expect(err.details.port_taken).toBe(true);
+    } finally {
+      await thief.release();
+    }
+  });
+
+  it('watches a service on its preferred port for a lost bind race before handing it over', async () => {
+    expect(BIND_WATCH_MS).toBeGreaterThanOrEqual(500);
+    const free = await choosePort();
+    const a = await demoService(root, { id: 'port-watched', patch: { default_port: free } });
+    const t0 = Date.now();
+    const r = await start(a.dir, a.service);
+    expect(r.port).toBe(free);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(BIND_WATCH_MS);
+    await healthy(r, a.service);
   });
 
   it('without a health_check, healthy means the port accepts connections', async () => {
@@ -422,7 +566,7 @@ describe('runtime manager: ports, health without a health_check, logs', () => {
     expect(lines).toEqual([...lines].sort());
 
     await stopService(r.pid);
-    await sleep(50);
+    // The supervisor notes the end before it exits, and stopService waits for the tree to be gone.
     expect(readFileSync(base, 'utf8')).toMatch(/service (exited|was killed)/);
   });
 });

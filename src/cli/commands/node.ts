@@ -16,10 +16,10 @@ import { defaultFetch } from '../../download/fetch-like.js';
 import type { ProgressEvent } from '../../engine/progress.js';
 import { ModelhubError, type ErrorCode } from '../../errors.js';
 import { platformAdapter } from '../../platform/adapter.js';
-import { isAlive, probeHealth, waitHealthy } from '../../runtime/manager.js';
+import { serviceStatuses } from '../../engine/status.js';
 import { platformSchema, versionSchema } from '../../schemas/common.js';
-import { healthBudgetMs } from '../../schemas/service.js';
 import type { Output } from '../output.js';
+import { addDownloadOptions, downloadOptionsOf } from '../download-options.js';
 import { action, EXIT_FAILED, globalsOf, UsageError } from '../run.js';
 
 export function homeOf(cmd: Command): string {
@@ -29,6 +29,37 @@ export function homeOf(cmd: Command): string {
 function hubOf(cmd: Command): string | undefined {
   const h = globalsOf(cmd).hub ?? process.env.MODELHUB_HUB;
   return h === '' ? undefined : h;
+}
+
+/**
+ * The scheduler of `models path` (SPEC §10): `--scheduler URL`, else $MODELHUB_SCHEDULER, with
+ * `--node-token`, else $MODELHUB_NODE_TOKEN, as its bearer token. Returns how to report a
+ * MODEL_NOT_AVAILABLE answer there — resolving within 200 ms whatever the scheduler does — or null
+ * when none is set. A bad URL is bad usage. Loaded on use: other commands do not pay for http.
+ */
+async function schedulerReporterOf(cmd: Command): Promise<((err: ModelNotAvailableError) => Promise<void>) | null> {
+  const o = cmd.opts<{ scheduler?: string; nodeToken?: string }>();
+  const url = o.scheduler ?? process.env.MODELHUB_SCHEDULER;
+  if (url === undefined || url === '') return null;
+  const { CLI_REPORT_BUDGET_MS, postReport, schedulerTargetOf } = await import('../../engine/scheduler-report.js');
+  const { nodeIdForReadOnly } = await import('../../engine/node-id.js');
+  const { reportOf } = await import('../../engine/model-path.js');
+  let target;
+  try {
+    target = schedulerTargetOf(url, o.nodeToken ?? process.env.MODELHUB_NODE_TOKEN);
+  } catch (err) {
+    throw new UsageError(`--scheduler: ${(err as Error).message}`);
+  }
+  if (target === null) return null;
+  const home = homeOf(cmd);
+  return async (err) => {
+    const outcome = await postReport(target, reportOf(err, nodeIdForReadOnly(home)), CLI_REPORT_BUDGET_MS);
+    if (outcome.delivered) return;
+    process.stderr.write(`warning: the scheduler was not told (${outcome.error})\n`);
+    // The request is destroyed; only a name lookup still in the resolver could hold the process
+    // past its budget. Exit regardless, shortly after (the answer was printed long before).
+    setTimeout(() => process.exit(), 20).unref();
+  };
 }
 
 /** ID or ID@VERSION. */
@@ -48,11 +79,11 @@ function requireHub(cmd: Command): void {
 /** The engine and the trust store are loaded on use: read-only commands start faster. */
 async function openEngine(cmd: Command): Promise<Engine> {
   const { Engine } = await import('../../engine/engine.js');
-  return new Engine({ home: homeOf(cmd), hub: hubOf(cmd) });
+  return new Engine({ home: homeOf(cmd), hub: hubOf(cmd), ...downloadOptionsOf(cmd) });
 }
 
 /** Runs `body` with an engine that is closed afterwards, whatever happens. */
-async function withEngine<T>(cmd: Command, body: (engine: Engine) => Promise<T>): Promise<T> {
+export async function withEngine<T>(cmd: Command, body: (engine: Engine) => Promise<T>): Promise<T> {
   const engine = await openEngine(cmd);
   try {
     return await body(engine);
@@ -66,21 +97,12 @@ async function trustStore(cmd: Command) {
   return new TrustStore(new Home(homeOf(cmd)).trust);
 }
 
-function progressLine(out: Output): (p: ProgressEvent) => void {
-  return (p) =>
-    out.progress({
-      job_id: p.jobId,
-      target: p.target,
-      phase: p.phase,
-      bytes_done: p.bytesDone,
-      bytes_total: p.bytesTotal,
-      speed_bps: Math.round(p.speedBps),
-      eta_s: p.etaSeconds === null ? null : Math.round(p.etaSeconds * 10) / 10,
-    });
+export function progressLine(out: Output): (p: ProgressEvent) => void {
+  return (p) => out.progress(p);
 }
 
 /** A finished job's result line: ok, or the job's error with the same fields beside it. */
-function reportJob(out: Output, r: { ok: boolean; state: string; error: { code: ErrorCode; message: string } | null }, fields: Record<string, unknown>, human: string): number | undefined {
+export function reportJob(out: Output, r: { ok: boolean; state: string; error: { code: ErrorCode; message: string } | null }, fields: Record<string, unknown>, human: string): number | undefined {
   if (r.ok) {
     out.result(fields, human);
     return undefined;
@@ -107,14 +129,15 @@ function readOnly(cmd: Command): { jobs: JobsStore; registry: Registry; close: (
 }
 
 export function registerNodeCommands(program: Command): void {
-  program
-    .command('install')
-    .description('install or update a service: download, verify, stage, switch, start, health-check, commit — or roll back')
-    .argument('<target>', 'ID or ID@VERSION')
-    .option('--platform <p>', 'release platform (default: this machine)')
-    .option('--allow-downgrade', 'install a version lower than the current one')
-    .option('--no-start', 'install and commit without running the service')
-    .action(
+  addDownloadOptions(
+    program
+      .command('install')
+      .description('install or update a service: download, verify, stage, switch, start, health-check, commit — or roll back')
+      .argument('<target>', 'ID or ID@VERSION')
+      .option('--platform <p>', 'release platform (default: this machine)')
+      .option('--allow-downgrade', 'install a version lower than the current one')
+      .option('--no-start', 'install and commit without running the service'),
+  ).action(
       action(async (out, cmd, targetText: string) => {
         const o = cmd.opts<{ platform?: string; allowDowngrade?: boolean; start: boolean }>();
         const target = parseTarget(targetText);
@@ -174,7 +197,7 @@ export function registerNodeCommands(program: Command): void {
         return withEngine(cmd, async (engine) => {
           const r = await engine.recover();
           out.result(
-            { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, swept: r.swept },
+            { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, paused: r.paused, swept: r.swept },
             r.recovered.length === 0 ? 'nothing to recover' : r.recovered.map((j) => `${j.kind} ${j.target}: ${j.from} → ${j.state}`).join('\n'),
           );
         });
@@ -276,23 +299,9 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, id: string) => {
         return withEngine(cmd, async (engine) => {
-          engine.assertNoJob(id);
-          const state = engine.registry.installedState(id);
-          if (state.current === null) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
-          const running = engine.runtime.running(id);
-          if (running !== undefined) {
-            out.result({ id, version: running.version, pid: running.pid, port: running.port, already_running: true }, `${id} ${running.version} already runs (pid ${running.pid}, port ${running.port})`);
-            return;
-          }
-          const s = await engine.runtime.start(id, state.current);
-          const hc = s.service.health_check;
-          try {
-            await waitHealthy({ port: s.port, health: hc, pid: s.pid, deadline: Date.now() + healthBudgetMs(hc) });
-          } catch (err) {
-            await engine.runtime.stop(id);
-            throw err;
-          }
-          out.result({ id, version: state.current, pid: s.pid, port: s.port, already_running: false }, `${id} ${state.current} running (pid ${s.pid}, port ${s.port})`);
+          const s = await engine.start(id);
+          const fields = { id, version: s.version, pid: s.pid, port: s.port, already_running: s.alreadyRunning };
+          out.result(fields, s.alreadyRunning ? `${id} ${s.version} already runs (pid ${s.pid}, port ${s.port})` : `${id} ${s.version} running (pid ${s.pid}, port ${s.port})`);
         });
       }),
     );
@@ -304,9 +313,8 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, id: string) => {
         return withEngine(cmd, async (engine) => {
-          engine.assertNoJob(id);
-          const stopped = await engine.runtime.stop(id);
-          out.result({ id, stopped }, stopped ? `${id} stopped` : `${id} was not running`);
+          const r = await engine.stop(id);
+          out.result({ id, stopped: r.stopped }, r.stopped ? `${id} stopped` : `${id} was not running`);
         });
       }),
     );
@@ -318,32 +326,20 @@ export function registerNodeCommands(program: Command): void {
     .action(
       action(async (out, cmd, id: string | undefined) => {
         const view = readOnly(cmd);
-        const services: { id: string; version: string | null; pid: number | null; port: number | null; running: boolean; healthy: boolean }[] = [];
-        for (const s of view?.registry.services() ?? []) {
-          if (id !== undefined && s.id !== id) continue;
-          const rt = view!.registry.runtimeOf(s.id);
-          const alive = rt !== undefined && isAlive(rt.pid);
-          let healthy = false;
-          if (alive) {
-            const sj = JSON.parse(await readFile(`${view!.home.versionDir(s.id, rt.version)}/service.json`, 'utf8').catch(() => '{}')) as { health_check?: Parameters<typeof probeHealth>[1] };
-            healthy = await probeHealth(rt.port, sj.health_check);
-          }
-          services.push({ id: s.id, version: alive ? rt.version : s.current, pid: alive ? rt.pid : null, port: alive ? rt.port : null, running: alive, healthy });
-        }
-        view?.close();
+        const services = view === null ? [] : await serviceStatuses(view, id).finally(() => view.close());
         if (id !== undefined && services.length === 0) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
+        // Created on first use when the home exists; null on a home that does not (node-id.ts).
+        const { nodeIdForReadOnly } = await import('../../engine/node-id.js');
+        const nodeId = nodeIdForReadOnly(homeOf(cmd));
         out.result(
-          { services },
+          { node_id: nodeId, services },
           services.map((s) => `${s.id} ${s.version ?? '-'}  ${s.running ? `pid ${s.pid} port ${s.port} ${s.healthy ? 'healthy' : 'UNHEALTHY'}` : 'stopped'}`).join('\n') || 'nothing installed',
         );
       }),
     );
 
   const models = program.command('models').description('models: pull, path, list, ranking');
-  models
-    .command('pull')
-    .argument('<target>', 'ID or ID@VERSION')
-    .action(
+  addDownloadOptions(models.command('pull').description('download a model version, verified file by file').argument('<target>', 'ID or ID@VERSION')).action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
         requireHub(cmd);
@@ -357,24 +353,32 @@ export function registerNodeCommands(program: Command): void {
   models
     .command('path')
     .argument('<target>', 'ID or ID@VERSION')
+    .option('--scheduler <url>', 'also POST a MODEL_NOT_AVAILABLE answer there (default: $MODELHUB_SCHEDULER)')
+    .option('--node-token <token>', "the scheduler's bearer token (default: $MODELHUB_NODE_TOKEN)")
     .action(
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
+        const report = await schedulerReporterOf(cmd);
         const view = readOnly(cmd);
+        let unavailable: ModelNotAvailableError;
         try {
           const p = modelPath(view, target.id, target.version);
           out.result({ id: target.id, path: p }, p);
+          return;
         } catch (err) {
           if (!(err instanceof ModelNotAvailableError)) throw err;
-          if (out.json) {
-            process.stdout.write(JSON.stringify({ type: 'result', ok: false, id: target.id, error: { code: err.code, reason: err.reason, message: err.message } }) + '\n');
-          } else {
-            process.stderr.write(`error ${err.code}: ${err.message}\n`);
-          }
-          return EXIT_FAILED;
+          unavailable = err;
         } finally {
           view?.close();
         }
+        if (out.json) {
+          process.stdout.write(JSON.stringify({ type: 'result', ok: false, id: target.id, error: { code: unavailable.code, reason: unavailable.reason, message: unavailable.message } }) + '\n');
+        } else {
+          process.stderr.write(`error ${unavailable.code}: ${unavailable.message}\n`);
+        }
+        // The answer is out; the scheduler's report then gets at most 200 ms of this process.
+        await report?.(unavailable);
+        return EXIT_FAILED;
       }),
     );
   models.command('list').action(
@@ -410,8 +414,7 @@ export function registerNodeCommands(program: Command): void {
         const engine = await openEngine(cmd);
         await engine.recover();
         const { startUiServer } = await import('../../ui/server.js');
-        const hub = hubOf(cmd);
-        const ui = await startUiServer({ engine, hub: hub === undefined ? null : new HubClient(hub, defaultFetch()), port, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
+        const ui = await startUiServer({ engine, port, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
         out.event({ type: 'ready', url: ui.url });
         if (!out.json) process.stdout.write(`modelhub ui on ${ui.url}\n`);
         await new Promise<void>((resolve) => {

@@ -22,6 +22,10 @@ export interface EngineContext {
   trust: TrustStore;
   fetch: FetchLike;
   stallTimeoutMs?: number;
+  /** Shared by every download of the engine (a token bucket). */
+  maxBytesPerSecond?: number;
+  /** A download waits this long for the network to come back before it fails. */
+  maxNetworkWaitMs?: number;
   /** Stage files while the package downloads (default on). */
   prestage?: boolean;
   now(): number;

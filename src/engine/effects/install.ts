@@ -265,7 +265,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       return { removed: removed.sort(semver.compare) };
     }),
 
-    cleanUp: effect<CleanUpInput, { removed: string[] }>(async ({ jobId, id, stagingDir, archivePath, discardDownload }) => {
+    cleanUp: effect<CleanUpInput, { removed: string[] }>(async ({ jobId, id, stagingDir, archivePath, archive, discardDownload }) => {
       const removed: string[] = [];
       await rm(prestageMarker(home.stagingDir(id, jobId)), { force: true });
       for (const dir of [stagingDir, home.stagingDir(id, jobId)]) {
@@ -274,9 +274,10 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           removed.push(dir);
         }
       }
-      if (discardDownload && archivePath !== null) {
-        await removeArchive(archivePath);
-        removed.push(archivePath);
+      const archiveFile = archivePath ?? (archive === null ? null : home.archive(id, archive.version, archive.platform, archive.sha256));
+      if (discardDownload && archiveFile !== null) {
+        await removeArchive(archiveFile);
+        removed.push(archiveFile);
       }
       return { removed };
     }),
