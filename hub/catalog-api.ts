@@ -3,7 +3,7 @@ import { latestVersion } from '../src/schemas/versions.js';
 import { idSchema, platformSchema, versionSchema } from '../src/schemas/common.js';
 import { modelManifestSchema, serviceManifestSchema, type ModelManifest, type ServiceManifest } from '../src/schemas/manifest.js';
 import { parseOrThrow } from '../src/schemas/parse.js';
-import type { Catalog, ReleaseRow } from './catalog.js';
+import type { CatalogStore, ReleaseRow } from './catalog/store.js';
 import { fail, json, type HubResponse } from './response.js';
 
 function serviceManifestOf(row: ReleaseRow): ServiceManifest {
@@ -15,6 +15,14 @@ function modelManifestOf(row: ReleaseRow): ModelManifest {
 }
 
 export { latestVersion };
+
+/**
+ * The plain listing's latest: the newest version every node is offered. A staged rollout (below
+ * 100 %) is offered only through the signed snapshot, where each node computes its share.
+ */
+function fullyRolledOut(rows: readonly ReleaseRow[]): string | null {
+  return latestVersion(rows.filter((r) => r.rollout >= 100).map((r) => r.version));
+}
 
 function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
@@ -40,7 +48,7 @@ export function isValidPlatform(p: string): boolean {
 // ---- models ----------------------------------------------------------------------------
 
 function modelSummary(rows: ReleaseRow[]): object {
-  // rows are newest first (Catalog.releases sorts them)
+  // rows are newest first (CatalogStore.releases sorts them)
   const newest = modelManifestOf(rows[0]!);
   const stable = rows.filter((r) => r.stable === 1).map((r) => r.version);
   return {
@@ -63,31 +71,31 @@ function modelSummary(rows: ReleaseRow[]): object {
   };
 }
 
-export function listModels(catalog: Catalog): HubResponse {
-  const groups = groupBy(catalog.releases('model'), (r) => r.id);
+export async function listModels(catalog: CatalogStore): Promise<HubResponse> {
+  const groups = groupBy(await catalog.releases('model'), (r) => r.id);
   return json(200, [...groups.values()].map(modelSummary));
 }
 
-export function getModel(catalog: Catalog, id: string): HubResponse {
-  const rows = isValidId(id) ? catalog.releases('model', id) : [];
+export async function getModel(catalog: CatalogStore, id: string): Promise<HubResponse> {
+  const rows = isValidId(id) ? await catalog.releases('model', id) : [];
   if (rows.length === 0) return fail('NOT_FOUND', `no model "${id}"`);
   return json(200, modelSummary(rows));
 }
 
 // ---- services --------------------------------------------------------------------------
 
-export function listServices(catalog: Catalog, platform: string | undefined): HubResponse {
+export async function listServices(catalog: CatalogStore, platform: string | undefined): Promise<HubResponse> {
   if (platform !== undefined && !isValidPlatform(platform)) {
     return fail('INVALID_REQUEST', `unknown platform "${platform}"`, { platforms: platformSchema.options });
   }
-  const all = catalog.releases('service').filter((r) => platform === undefined || r.platform === platform);
+  const all = (await catalog.releases('service')).filter((r) => platform === undefined || r.platform === platform);
   const services = [...groupBy(all, (r) => r.id).values()].map((rows) => {
     const byVersion = groupBy(rows, (r) => r.version);
     const newest = serviceManifestOf(rows[0]!);
     return {
       service_id: newest.id,
       service_name: newest.service.service_name ?? newest.id,
-      latest_version: latestVersion(rows.map((r) => r.version)),
+      latest_version: fullyRolledOut(rows),
       stable_version: latestVersion(rows.filter((r) => r.stable === 1).map((r) => r.version)),
       versions: [...byVersion.entries()].map(([version, vrows]) => ({
         version,
@@ -101,15 +109,15 @@ export function listServices(catalog: Catalog, platform: string | undefined): Hu
   return json(200, services);
 }
 
-export function getService(catalog: Catalog, id: string): HubResponse {
-  const rows = isValidId(id) ? catalog.releases('service', id) : [];
+export async function getService(catalog: CatalogStore, id: string): Promise<HubResponse> {
+  const rows = isValidId(id) ? await catalog.releases('service', id) : [];
   if (rows.length === 0) return fail('NOT_FOUND', `no service "${id}"`);
   const newest = serviceManifestOf(rows[0]!);
   const byVersion = groupBy(rows, (r) => r.version);
   return json(200, {
     service_id: id,
     service_name: newest.service.service_name ?? id,
-    latest_version: latestVersion(rows.map((r) => r.version)),
+    latest_version: fullyRolledOut(rows),
     stable_version: latestVersion(rows.filter((r) => r.stable === 1).map((r) => r.version)),
     versions: [...byVersion.entries()].map(([version, vrows]) => ({
       version,
@@ -132,14 +140,14 @@ export function getService(catalog: Catalog, id: string): HubResponse {
 }
 
 /** Resolves (id, version, platform) to a row or the precise reason there is none. */
-export function findServiceRelease(
-  catalog: Catalog,
+export async function findServiceRelease(
+  catalog: CatalogStore,
   id: string,
   version: string,
   platform: string,
-): { row: ReleaseRow } | { error: HubResponse } {
+): Promise<{ row: ReleaseRow } | { error: HubResponse }> {
   if (!isValidId(id)) return { error: fail('NOT_FOUND', `no service "${id}"`) };
-  const rows = catalog.releases('service', id);
+  const rows = await catalog.releases('service', id);
   if (rows.length === 0) return { error: fail('NOT_FOUND', `no service "${id}"`) };
   if (!isValidVersion(version) || !rows.some((r) => r.version === version)) {
     return { error: fail('VERSION_NOT_FOUND', `service "${id}" has no version "${version}"`, { versions: [...new Set(rows.map((r) => r.version))] }) };
@@ -155,23 +163,23 @@ export function findServiceRelease(
   return { row };
 }
 
-export function checksum(catalog: Catalog, id: string, version: string, platform: string): HubResponse {
-  const found = findServiceRelease(catalog, id, version, platform);
+export async function checksum(catalog: CatalogStore, id: string, version: string, platform: string): Promise<HubResponse> {
+  const found = await findServiceRelease(catalog, id, version, platform);
   if ('error' in found) return found.error;
   const { row } = found;
   return json(200, { service_id: id, version, platform, sha256: row.sha256, size_bytes: row.size_bytes });
 }
 
-export function findModelRelease(catalog: Catalog, id: string, version: string): { row: ReleaseRow; manifest: ModelManifest } | { error: HubResponse } {
+export async function findModelRelease(catalog: CatalogStore, id: string, version: string): Promise<{ row: ReleaseRow; manifest: ModelManifest } | { error: HubResponse }> {
   if (!isValidId(id)) return { error: fail('NOT_FOUND', `no model "${id}"`) };
-  const rows = catalog.releases('model', id);
+  const rows = await catalog.releases('model', id);
   if (rows.length === 0) return { error: fail('NOT_FOUND', `no model "${id}"`) };
   const row = isValidVersion(version) ? rows.find((r) => r.version === version) : undefined;
   if (row === undefined) return { error: fail('VERSION_NOT_FOUND', `model "${id}" has no version "${version}"`) };
   return { row, manifest: modelManifestOf(row) };
 }
 
-export function ranking(catalog: Catalog, limitText: string | undefined): HubResponse {
+export async function ranking(catalog: CatalogStore, limitText: string | undefined): Promise<HubResponse> {
   let limit = 50;
   if (limitText !== undefined) {
     limit = Number(limitText);
@@ -179,8 +187,8 @@ export function ranking(catalog: Catalog, limitText: string | undefined): HubRes
       return fail('INVALID_REQUEST', 'limit must be an integer between 1 and 1000');
     }
   }
-  const rows = catalog.ranking(limit);
-  // Ranked by request_count + unavailable_count (Catalog.ranking): unmet demand counts as demand.
+  const rows = await catalog.ranking(limit);
+  // Ranked by request_count + unavailable_count (CatalogStore.ranking): unmet demand counts as demand.
   return json(200, rows.map((r, i) => ({ model_id: r.model_id, request_count: r.request_count, unavailable_count: r.unavailable_count, rank: i + 1 })));
 }
 

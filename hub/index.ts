@@ -3,3 +3,4 @@ export { createHub, createHub as startHub } from './server.js';
 export type { Hub, HubOptions } from './server.js';
 export { readPublicKeyFile } from '../src/sign/keygen.js';
 export type { PublicKey } from '../src/sign/minisign-format.js';
+export type { CatalogStore, ReleaseRow, ReleaseKind } from './catalog/store.js';

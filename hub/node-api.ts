@@ -4,14 +4,14 @@
 // as its scheduler (`--scheduler http://hub/api/model-unavailable`).
 import { modelUnavailableReportSchema } from '../src/engine/scheduler-report.js';
 import { parseOrThrow } from '../src/schemas/parse.js';
-import type { Catalog } from './catalog.js';
+import type { CatalogStore } from './catalog/store.js';
 import { json, type HubResponse } from './response.js';
 
 export const modelUnavailableBody = modelUnavailableReportSchema;
 
-export function modelUnavailable(catalog: Catalog, body: unknown, now: Date = new Date()): HubResponse {
+export async function modelUnavailable(catalog: CatalogStore, body: unknown, now: Date = new Date()): Promise<HubResponse> {
   const report = parseOrThrow(modelUnavailableBody, body, 'INVALID_REQUEST', 'body');
   // When the hub counted it, not the node's clock: nodes' clocks are not the hub's to trust.
-  catalog.addUnavailable(report.model_id, now.toISOString());
+  await catalog.addUnavailable(report.model_id, now.toISOString());
   return json(202, { success: true });
 }

@@ -43,6 +43,33 @@ function isEntityTag(v: string): boolean {
   return v.startsWith('"') || v.startsWith('W/"');
 }
 
+/** RFC 8187 attr-char: what may stand unencoded in an ext-value. */
+const ATTR_CHAR = /^[A-Za-z0-9!#$&+\-.^_`|~]$/;
+/** What the ASCII fallback keeps: printable ASCII, less what ends or escapes a quoted-string or suggests encoding. */
+const FALLBACK_CHAR = /^[\x20-\x7e]$/;
+
+/**
+ * `attachment; filename="…"` (RFC 6266) for a download name: the name itself when it is plain
+ * printable ASCII; otherwise an ASCII fallback (quote, backslash, "%", ";" and anything beyond
+ * ASCII replaced by "_") plus `filename*=UTF-8''…`, the exact name percent-encoded (RFC 8187).
+ */
+export function contentDisposition(name: string): string {
+  let fallback = '';
+  let exact = true;
+  for (const ch of name) {
+    const keep = FALLBACK_CHAR.test(ch) && ch !== '"' && ch !== '\\' && ch !== '%' && ch !== ';';
+    fallback += keep ? ch : '_';
+    if (!keep) exact = false;
+  }
+  if (exact) return `attachment; filename="${name}"`;
+  let encoded = '';
+  for (const ch of name) {
+    if (ATTR_CHAR.test(ch)) encoded += ch;
+    else for (const byte of Buffer.from(ch, 'utf8')) encoded += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
 export async function serveFile(req: RequestLike, file: StoredFile): Promise<HubResponse> {
   const etag = `"${file.sha256}"`;
   const ifNoneMatch = header(req, 'if-none-match');
@@ -52,7 +79,7 @@ export async function serveFile(req: RequestLike, file: StoredFile): Promise<Hub
 
   const extra: Headers = { ETag: etag };
   if (file.contentType !== undefined) extra['Content-Type'] = file.contentType;
-  if (file.downloadName !== undefined) extra['Content-Disposition'] = `attachment; filename="${file.downloadName}"`;
+  if (file.downloadName !== undefined) extra['Content-Disposition'] = contentDisposition(file.downloadName);
 
   const ifRange = header(req, 'if-range');
   if (ifRange !== undefined && isEntityTag(ifRange)) {

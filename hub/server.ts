@@ -4,22 +4,33 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { ModelhubError, isErrorCode, type ErrorCode } from '../src/errors.js';
 import type { PublicKey } from '../src/sign/minisign-format.js';
 import type { Platform } from '../src/schemas/common.js';
-import { Catalog } from './catalog.js';
-import { StorageLayout, sweepOrphans } from './storage-layout.js';
+import { openCatalog, parseCatalogUrl } from './catalog/open.js';
+import type { CatalogStore } from './catalog/store.js';
+import { StorageLayout, sweepIncoming } from './storage-layout.js';
 import { envelope, errorResponse, type HubResponse } from './response.js';
 import * as catalogApi from './catalog-api.js';
 import * as storageApi from './storage-api.js';
 import * as adminApi from './admin-api.js';
 import { bearerMatches } from './admin/auth.js';
 import * as nodeApi from './node-api.js';
+import * as metadataApi from './metadata-api.js';
+import { HubMetadata } from './metadata/hub-metadata.js';
+import { loadOrCreateMetadataKey } from './metadata/metadata-key.js';
+import type { SignedDocument } from '../src/metadata/formats.js';
 import { packageVersion } from '../src/meta/package.js';
 import { hubIndex, openApiDocument } from './openapi/serve.js';
 
 export interface HubOptions {
   storage: string;
+  /**
+   * The catalog: `postgres://USER@HOST:PORT/DB` for PostgreSQL (hubs sharing one catalog and
+   * one storage folder), else SQLite at <storage>/hub.db (also `sqlite:<storage>/hub.db`).
+   */
+  db?: string;
   host?: string;
   port?: number;
   publisherKeys: readonly PublicKey[];
@@ -41,6 +52,12 @@ export interface HubOptions {
   nodeReportLimit?: number;
   nodeReportWindowMs?: number;
   logger?: boolean;
+  /** The online key that signs the catalog snapshot; default <storage>/metadata.key, created on first start. */
+  metadataKeyFile?: string;
+  /** How long a signed snapshot is valid (default 86400 s); it is re-signed before half of it passed. */
+  metadataTtlSeconds?: number;
+  /** A publisher's delegation of the metadata key (certify-hub-key --out), stored at start. */
+  metadataDelegation?: SignedDocument;
 }
 
 export interface RegisteredRoute {
@@ -53,8 +70,10 @@ export interface Hub {
   /** Every route as fastify registered it (HEAD twins included): the OpenAPI test's truth. */
   routes: readonly RegisteredRoute[];
   url: string;
-  catalog: Catalog;
+  catalog: CatalogStore;
   layout: StorageLayout;
+  /** The signed snapshot, the delegation and the key statements this hub serves. */
+  metadata: HubMetadata;
   close(): Promise<void>;
 }
 
@@ -78,9 +97,22 @@ function codeForStatus(status: number): ErrorCode {
 
 export async function createHub(options: HubOptions): Promise<Hub> {
   const layout = new StorageLayout(options.storage);
+  const spec = parseCatalogUrl(options.db, layout.root);
   await mkdir(layout.root, { recursive: true });
-  const catalog = new Catalog(layout.dbFile);
-  await sweepOrphans(layout, catalog);
+  const catalog = await openCatalog(spec);
+  try {
+    return await startOn(options, layout, catalog);
+  } catch (err) {
+    await catalog.close();
+    throw err;
+  }
+}
+
+async function startOn(options: HubOptions, layout: StorageLayout, catalog: CatalogStore): Promise<Hub> {
+  // Only temp uploads of dead hub processes: release folders are never touched at start, so a
+  // hub can start while another one sharing the storage folder publishes (orphan release
+  // folders are an operator's call: `modelhub hub orphans`).
+  await sweepIncoming(layout);
 
   const app = Fastify({
     logger: options.logger ?? false,
@@ -96,14 +128,21 @@ export async function createHub(options: HubOptions): Promise<Hub> {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
   const version = packageVersion();
+  const metadataKey = await loadOrCreateMetadataKey(options.metadataKeyFile ?? path.join(layout.root, 'metadata.key'), options.metadataKeyFile === undefined);
+  const metadata = new HubMetadata({ catalog, secretKey: metadataKey.secretKey, publicKey: metadataKey.publicKey, ttlSeconds: options.metadataTtlSeconds, publisherKeys: options.publisherKeys });
+  if (options.metadataDelegation !== undefined) await metadata.setDelegation(options.metadataDelegation);
   const ctx: adminApi.AdminContext = {
     catalog,
     layout,
-    keys: options.publisherKeys,
+    // Followed along verified rotations, minus revocations: read at each upload.
+    acceptedKeys: () => metadata.acceptedKeys(),
     maxUploadBytes: options.maxUploadBytes ?? 64 * 1024 ** 3,
   };
 
-  app.setErrorHandler((err: unknown, _req, reply) => {
+  app.setErrorHandler((err: unknown, req, reply) => {
+    // Refused before the body was read to its end (a publish whose signature failed, a package
+    // past its signed size): answer, then close, rather than read the rest of it.
+    if (!req.raw.complete) void reply.header('Connection', 'close');
     if (err instanceof ModelhubError) return write(reply, errorResponse(err));
     const e = err as { statusCode?: number; code?: string; message?: string };
     if (isErrorCode(e.code)) return write(reply, errorResponse(new ModelhubError(e.code, e.message ?? e.code)));
@@ -166,8 +205,8 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   app.get('/', async (_req, reply) => write(reply, hubIndex(version)));
   app.get('/api/openapi.json', async (_req, reply) => write(reply, openApiDocument(version)));
   app.get('/health', async (_req, reply) => write(reply, { status: 200, headers: {}, body: { status: 'ok' } }));
-  app.get('/api/models', async (_req, reply) => write(reply, catalogApi.listModels(catalog)));
-  app.get<{ Params: Params }>('/api/models/:id', async (req, reply) => write(reply, catalogApi.getModel(catalog, req.params.id ?? '')));
+  app.get('/api/models', async (_req, reply) => write(reply, await catalogApi.listModels(catalog)));
+  app.get<{ Params: Params }>('/api/models/:id', async (req, reply) => write(reply, await catalogApi.getModel(catalog, req.params.id ?? '')));
   app.get<{ Params: Params }>('/api/models/:id/:version/manifest', async (req, reply) =>
     write(reply, await storageApi.modelManifest(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', 'manifest.json')),
   );
@@ -177,10 +216,10 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   app.get<{ Params: Params }>('/storage/models/:id/:version/*', async (req, reply) =>
     write(reply, await storageApi.modelFile(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', req.raw.url ?? '')),
   );
-  app.get<{ Querystring: Query }>('/api/services', async (req, reply) => write(reply, catalogApi.listServices(catalog, req.query.platform)));
-  app.get<{ Params: Params }>('/api/services/:id', async (req, reply) => write(reply, catalogApi.getService(catalog, req.params.id ?? '')));
+  app.get<{ Querystring: Query }>('/api/services', async (req, reply) => write(reply, await catalogApi.listServices(catalog, req.query.platform)));
+  app.get<{ Params: Params }>('/api/services/:id', async (req, reply) => write(reply, await catalogApi.getService(catalog, req.params.id ?? '')));
   app.get<{ Params: Params; Querystring: Query }>('/api/services/:id/:version/checksum', async (req, reply) =>
-    write(reply, catalogApi.checksum(catalog, req.params.id ?? '', req.params.version ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
+    write(reply, await catalogApi.checksum(catalog, req.params.id ?? '', req.params.version ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
   );
   app.get<{ Params: Params }>('/api/services/:id/:version/:platform/manifest', async (req, reply) =>
     write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'manifest.json')),
@@ -194,12 +233,18 @@ export async function createHub(options: HubOptions): Promise<Hub> {
   app.get<{ Params: Params; Querystring: Query }>('/storage/services/:id/:file', async (req, reply) =>
     write(reply, await storageApi.legacyServiceZip(req, catalog, layout, req.params.id ?? '', req.params.file ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
   );
-  app.get('/api/keys', async (_req, reply) => write(reply, adminApi.listKeys(ctx)));
-  app.get<{ Querystring: Query }>('/api/model-usage/ranking', async (req, reply) => write(reply, catalogApi.ranking(catalog, req.query.limit)));
+  app.get('/api/keys', async (_req, reply) => write(reply, await adminApi.listKeys(ctx)));
+  app.get('/api/keys/statements', async (_req, reply) => write(reply, await metadataApi.keyStatements(metadata)));
+  app.get('/api/metadata/key', async (_req, reply) => write(reply, metadataApi.metadataKey(metadata)));
+  app.get('/api/metadata/snapshot', async (_req, reply) => write(reply, await metadataApi.snapshot(metadata, 'text')));
+  app.get('/api/metadata/snapshot.minisig', async (_req, reply) => write(reply, await metadataApi.snapshot(metadata, 'signature')));
+  app.get('/api/metadata/delegation', async (_req, reply) => write(reply, await metadataApi.delegation(metadata, 'text')));
+  app.get('/api/metadata/delegation.minisig', async (_req, reply) => write(reply, await metadataApi.delegation(metadata, 'signature')));
+  app.get<{ Querystring: Query }>('/api/model-usage/ranking', async (req, reply) => write(reply, await catalogApi.ranking(catalog, req.query.limit)));
 
   // ---- token ----
-  app.post('/api/model-unavailable', nodeGuard, async (req, reply) => write(reply, nodeApi.modelUnavailable(catalog, req.body)));
-  app.post('/api/model-usage', adminGuard, async (req, reply) => write(reply, adminApi.addUsage(ctx, req.body)));
+  app.post('/api/model-unavailable', nodeGuard, async (req, reply) => write(reply, await nodeApi.modelUnavailable(catalog, req.body)));
+  app.post('/api/model-usage', adminGuard, async (req, reply) => write(reply, await adminApi.addUsage(ctx, req.body)));
   app.put<{ Params: Params }>('/api/admin/services/:id/:version/:platform', adminGuard, async (req, reply) =>
     write(reply, await adminApi.publishService(ctx, req, req.params)),
   );
@@ -207,11 +252,16 @@ export async function createHub(options: HubOptions): Promise<Hub> {
     write(reply, await adminApi.publishModel(ctx, req, req.params)),
   );
   app.post<{ Params: Params }>('/api/admin/services/:id/:version/stable', adminGuard, async (req, reply) =>
-    write(reply, adminApi.markStable(ctx, 'service', req.params)),
+    write(reply, await adminApi.markStable(ctx, 'service', req.params)),
+  );
+  app.post<{ Params: Params }>('/api/admin/services/:id/:version/rollout', adminGuard, async (req, reply) =>
+    write(reply, await adminApi.setRollout(ctx, req.params, req.body)),
   );
   app.post<{ Params: Params }>('/api/admin/models/:id/:version/stable', adminGuard, async (req, reply) =>
-    write(reply, adminApi.markStable(ctx, 'model', req.params)),
+    write(reply, await adminApi.markStable(ctx, 'model', req.params)),
   );
+  app.put('/api/admin/metadata/delegation', adminGuard, async (req, reply) => write(reply, await metadataApi.putDelegation(metadata, req.body)));
+  app.post('/api/admin/keys/statements', adminGuard, async (req, reply) => write(reply, await metadataApi.addKeyStatement(metadata, req.body)));
 
   await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   const address = app.server.address();
@@ -224,9 +274,10 @@ export async function createHub(options: HubOptions): Promise<Hub> {
     url: `http://${urlHost}:${port}`,
     catalog,
     layout,
+    metadata,
     async close() {
       await app.close();
-      catalog.close();
+      await catalog.close();
     },
   };
 }

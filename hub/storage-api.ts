@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { Catalog } from './catalog.js';
+import type { CatalogStore } from './catalog/store.js';
 import { findModelRelease, findServiceRelease } from './catalog-api.js';
 import { fail, type HubResponse } from './response.js';
 import { noneMatch, serveFile, type RequestLike } from './serve-file.js';
@@ -30,7 +30,7 @@ async function smallFile(req: RequestLike, file: string, contentType: string): P
 
 export async function serviceFile(
   req: RequestLike,
-  catalog: Catalog,
+  catalog: CatalogStore,
   layout: StorageLayout,
   params: Record<string, string>,
   name: ServiceFileName,
@@ -38,7 +38,7 @@ export async function serviceFile(
   const id = params.id ?? '';
   const version = params.version ?? '';
   const platform = params.platform ?? '';
-  const found = findServiceRelease(catalog, id, version, platform);
+  const found = await findServiceRelease(catalog, id, version, platform);
   if ('error' in found) return found.error;
   const dir = layout.serviceDir(id, version, platform);
   if (name !== 'service.zip') return smallFile(req, path.join(dir, name), CONTENT_TYPES[name]);
@@ -54,7 +54,7 @@ export async function serviceFile(
 /** Older clients: /storage/services/{id}/{version}.zip, for ?platform= or the default one. */
 export async function legacyServiceZip(
   req: RequestLike,
-  catalog: Catalog,
+  catalog: CatalogStore,
   layout: StorageLayout,
   id: string,
   file: string,
@@ -66,13 +66,13 @@ export async function legacyServiceZip(
 
 export async function modelManifest(
   req: RequestLike,
-  catalog: Catalog,
+  catalog: CatalogStore,
   layout: StorageLayout,
   id: string,
   version: string,
   name: 'manifest.json' | 'manifest.json.minisig',
 ): Promise<HubResponse> {
-  const found = findModelRelease(catalog, id, version);
+  const found = await findModelRelease(catalog, id, version);
   if ('error' in found) return found.error;
   return smallFile(req, path.join(layout.modelDir(id, version), name), name === 'manifest.json' ? CONTENT_TYPES['manifest.json'] : CONTENT_TYPES['manifest.json.minisig']);
 }
@@ -83,13 +83,13 @@ export async function modelManifest(
  */
 export async function modelFile(
   req: RequestLike,
-  catalog: Catalog,
+  catalog: CatalogStore,
   layout: StorageLayout,
   id: string,
   version: string,
   rawUrl: string,
 ): Promise<HubResponse> {
-  const found = findModelRelease(catalog, id, version);
+  const found = await findModelRelease(catalog, id, version);
   if ('error' in found) return found.error;
   const rawPath = rawUrl.split('?')[0] ?? '';
   const segments = rawPath.split('/');

@@ -1,9 +1,12 @@
 // Where each release lives under the storage root. Paths are built only from validated ids,
 // versions, platforms and manifest-listed file paths, never from raw request text.
-import { rm, readdir } from 'node:fs/promises';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { fsyncDir } from '../src/fs/durable.js';
 import { isSafeRelativePath } from '../src/schemas/common.js';
-import type { Catalog } from './catalog.js';
+import type { CatalogStore, ReleaseKind } from './catalog/store.js';
 
 export class StorageLayout {
   readonly root: string;
@@ -16,9 +19,14 @@ export class StorageLayout {
     return path.join(this.root, 'hub.db');
   }
 
-  /** Uploads land here first; the directory is emptied at every start. */
+  /** Uploads land here first, each in a folder named for its hub process (sweepIncoming). */
   get incomingDir(): string {
     return path.join(this.root, '.incoming');
+  }
+
+  /** Release folders without a catalog row are moved here, never deleted (`modelhub hub orphans --quarantine`). */
+  get orphansDir(): string {
+    return path.join(this.root, '.orphans');
   }
 
   serviceDir(id: string, version: string, platform: string): string {
@@ -55,33 +63,183 @@ async function subdirs(dir: string): Promise<string[]> {
 }
 
 /**
- * Removes what an interrupted publish left behind: the incoming area, and release directories
- * that never got their catalog row. Returns the directories removed.
+ * Where a pid names one process: this host, this boot and this pid namespace — so hubs in two
+ * containers on one host, or on two machines with one host name, never take each other's
+ * uploads for a dead process's. The host name comes first, as older hubs wrote it alone.
  */
-export async function sweepOrphans(layout: StorageLayout, catalog: Catalog): Promise<string[]> {
+let scope: string | undefined;
+
+export function incomingScope(): string {
+  scope ??= readScope();
+  return scope;
+}
+
+function readScope(): string {
+  const host = encodeURIComponent(os.hostname());
+  let boot = '';
+  let pidNamespace = '';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().slice(0, 8);
+    pidNamespace = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
+  } catch {
+    // Not Linux: the host name alone, as before.
+  }
+  return boot === '' ? host : `${host}@${boot}-${pidNamespace}`;
+}
+
+/**
+ * The name prefix of this process's uploads in `.incoming`: scope and pid, so that a hub
+ * starting beside others on one storage folder can tell its dead predecessors' leftovers from
+ * uploads still in flight.
+ */
+export function incomingOwnerPrefix(): string {
+  return `${incomingScope()}~${process.pid}~`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes temp uploads in `.incoming` whose hub is gone: those named for this scope (or, as
+ * older hubs named them, this host) and a pid that no longer runs, and unnamed ones (an older
+ * hub's). Uploads of a live hub here, and every upload named for another scope, are left alone.
+ * These are never releases: an upload becomes one only by commit.ts's rename out of `.incoming`.
+ * Run at a hub's start; it touches no release folder.
+ */
+export async function sweepIncoming(layout: StorageLayout): Promise<string[]> {
   const removed: string[] = [];
-  await rm(layout.incomingDir, { recursive: true, force: true });
+  let names: string[];
+  try {
+    names = await readdir(layout.incomingDir);
+  } catch {
+    return removed;
+  }
+  const ours = incomingScope();
+  const host = encodeURIComponent(os.hostname());
+  for (const name of names) {
+    const m = /^([^~]*)~(\d+)~/.exec(name);
+    if (m !== null) {
+      if (m[1] !== ours && m[1] !== host) continue;
+      const pid = Number(m[2]);
+      if (pid === process.pid || processAlive(pid)) continue;
+    }
+    await rm(path.join(layout.incomingDir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  await rmdir(layout.incomingDir).catch(() => undefined); // only when empty
+  return removed;
+}
+
+/** A release folder under the storage root. */
+export interface ReleaseFolder {
+  kind: ReleaseKind;
+  id: string;
+  version: string;
+  /** '' for models. */
+  platform: string;
+  /** Absolute. */
+  dir: string;
+}
+
+/** Every folder where a release's files live: services/<id>/<version>/<platform>, models/<id>/<version>. */
+export async function releaseFolders(layout: StorageLayout): Promise<ReleaseFolder[]> {
+  const out: ReleaseFolder[] = [];
   const servicesRoot = path.join(layout.root, 'services');
   for (const id of await subdirs(servicesRoot)) {
     for (const version of await subdirs(path.join(servicesRoot, id))) {
       for (const platform of await subdirs(path.join(servicesRoot, id, version))) {
-        if (catalog.release('service', id, version, platform) === undefined) {
-          const dir = path.join(servicesRoot, id, version, platform);
-          await rm(dir, { recursive: true, force: true });
-          removed.push(dir);
-        }
+        out.push({ kind: 'service', id, version, platform, dir: path.join(servicesRoot, id, version, platform) });
       }
     }
   }
   const modelsRoot = path.join(layout.root, 'models');
   for (const id of await subdirs(modelsRoot)) {
     for (const version of await subdirs(path.join(modelsRoot, id))) {
-      if (catalog.release('model', id, version, '') === undefined) {
-        const dir = path.join(modelsRoot, id, version);
-        await rm(dir, { recursive: true, force: true });
-        removed.push(dir);
-      }
+      out.push({ kind: 'model', id, version, platform: '', dir: path.join(modelsRoot, id, version) });
     }
   }
-  return removed;
+  return out;
+}
+
+export interface Orphan {
+  /** The release folder, relative to the storage root, '/'-separated. */
+  path: string;
+  /** Where it was moved (relative, '/'-separated), when quarantined. */
+  moved_to?: string;
+  /** Why it stayed where it is, when it could not be moved. */
+  error?: string;
+}
+
+/** A time stamp usable as a folder name on every platform (no ":"). */
+function stamp(now: Date): string {
+  return now.toISOString().replace(/:/g, '-');
+}
+
+function shown(layout: StorageLayout, p: string): string {
+  return path.relative(layout.root, p).split(path.sep).join('/');
+}
+
+/**
+ * Release folders without a catalog row: left by a publish killed between moving its files
+ * into place and its commit, or older than a catalog restored from a backup. No hub lists or
+ * serves them (every read goes through the catalog). Each folder is judged under its release's
+ * lock (CatalogStore.withReleaseLock), so a publish still in flight on any hub is never taken
+ * for an orphan. With `quarantine`, each is moved — never deleted — to
+ * `<storage>/.orphans/<timestamp>/<path below the storage root>`, with a log line, so an
+ * operator can put it back. Only `modelhub hub orphans` runs this: a hub's start touches no
+ * release folder, so hubs sharing a storage folder can start while another publishes.
+ */
+export async function findOrphans(
+  layout: StorageLayout,
+  catalog: CatalogStore,
+  options: { quarantine?: boolean; log?: (line: string) => void; now?: Date } = {},
+): Promise<Orphan[]> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const now = options.now ?? new Date();
+  const found: Orphan[] = [];
+  let base: string | undefined;
+  for (const f of await releaseFolders(layout)) {
+    const orphan = await catalog.withReleaseLock(f.kind, f.id, f.version, f.platform, async (row): Promise<Orphan | undefined> => {
+      if (row !== undefined) return undefined;
+      const from = shown(layout, f.dir);
+      if (options.quarantine !== true) return { path: from };
+      base ??= await freshDir(layout.orphansDir, stamp(now));
+      const to = path.join(base, path.relative(layout.root, f.dir));
+      try {
+        await mkdir(path.dirname(to), { recursive: true });
+        await rename(f.dir, to);
+        await fsyncDir(path.dirname(to));
+        await fsyncDir(path.dirname(f.dir));
+      } catch (err) {
+        // Left where it is: no reader reaches it without a row.
+        const error = (err as Error).message;
+        log(`hub: ${from} has no catalog row and could not be moved to ${shown(layout, to)}: ${error}; left in place`);
+        return { path: from, error };
+      }
+      log(`hub: ${from} has no catalog row (an interrupted publish, or a catalog older than the storage folder); moved to ${shown(layout, to)}, nothing deleted`);
+      return { path: from, moved_to: shown(layout, to) };
+    });
+    if (orphan !== undefined) found.push(orphan);
+  }
+  return found;
+}
+
+/** Creates <parent>/<name>, or <name>-2, -3, … when taken; returns it. */
+async function freshDir(parent: string, name: string): Promise<string> {
+  await mkdir(parent, { recursive: true });
+  for (let n = 1; ; n++) {
+    const dir = path.join(parent, n === 1 ? name : `${name}-${n}`);
+    try {
+      await mkdir(dir);
+      return dir;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
 }

@@ -136,6 +136,8 @@ export interface VerifyArchiveInput {
 }
 export interface StageInput {
   jobId: string;
+  /** The key that signed the manifest: refused if it was revoked since. */
+  keyId: string;
   id: string;
   version: string;
   archivePath: string;
@@ -380,6 +382,7 @@ export const installMachine = setup({
         src: 'stageRelease',
         input: ({ context }) => ({
           jobId: context.jobId,
+          keyId: context.verified!.keyId,
           id: context.request.id,
           version: context.release!.version,
           archivePath: context.download!.path,

@@ -25,6 +25,11 @@ export const ERROR_CODES = [
   'INTERNAL',
   // SPEC §10: jobs the user controls.
   'CANCEL_TOO_LATE',
+  // SPEC §11: fresh, signed metadata and keys.
+  'METADATA_EXPIRED',
+  'ROLLBACK_DETECTED',
+  'KEY_REVOKED',
+  'KEY_ID_CONFLICT',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -90,7 +95,13 @@ export function httpStatusOf(code: ErrorCode): number {
       return 403;
     case 'ALREADY_EXISTS':
     case 'CANCEL_TOO_LATE':
+    case 'KEY_ID_CONFLICT':
       return 409;
+    case 'KEY_REVOKED':
+      return 403;
+    case 'METADATA_EXPIRED':
+    case 'ROLLBACK_DETECTED':
+      return 422;
     case 'SIZE_EXCEEDED':
       return 413;
     case 'MANIFEST_INVALID':

@@ -1,7 +1,10 @@
-// What the hub checks before it accepts a release (SPEC §4, admin): the signature against the
-// configured publisher keys, the manifest's shape, that manifest, URL and uploaded bytes agree.
+// What the hub checks before it accepts a release (SPEC §4, admin), in two steps:
+//  1. checkSigned*: the signature against the configured publisher keys, the manifest's shape
+//     and rules, that manifest and URL agree — from the `manifest` and `signature` fields alone,
+//     before a byte of the package is read (admin-api.ts sends them first);
+//  2. check*Upload: that the uploaded bytes are the signed ones.
 // The order matters for the answer: an unknown key is 403 even when the manifest is also bad.
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { ModelhubError } from '../../src/errors.js';
 import { assertManifestConsistent } from '../../src/schemas/manifest-rules.js';
 import { modelManifestSchema, serviceManifestSchema, type ModelManifest, type ServiceManifest } from '../../src/schemas/manifest.js';
@@ -9,8 +12,7 @@ import { parseJsonOrThrow } from '../../src/schemas/parse.js';
 import type { PublicKey } from '../../src/sign/minisign-format.js';
 import { verifyOrThrow } from '../../src/sign/verify.js';
 import { listEntries } from '../../src/zip/open-zip.js';
-import type { ReleaseRow } from '../catalog.js';
-import { createHash } from 'node:crypto';
+import type { NewRelease } from '../catalog/store.js';
 import type { IncomingUpload, ReceivedPart } from './incoming.js';
 
 export const PART_PACKAGE = 'package';
@@ -18,17 +20,24 @@ export const PART_MANIFEST = 'manifest';
 export const PART_SIGNATURE = 'signature';
 export const MODEL_FILE_PREFIX = 'file:';
 
+/** A manifest whose signature verified, parsed, and checked against the URL. */
+export interface Signed<M> {
+  manifest: M;
+  /** The exact signed bytes, and as text. */
+  bytes: Buffer;
+  text: string;
+  keyId: string;
+}
+
 function required(upload: IncomingUpload, field: string): ReceivedPart {
   const part = upload.parts.get(field);
   if (part === undefined) throw new ModelhubError('INVALID_REQUEST', `multipart field "${field}" is missing`);
   return part;
 }
 
-async function verifiedManifestText(upload: IncomingUpload, keys: readonly PublicKey[]): Promise<{ text: string; bytes: Buffer; keyId: string }> {
-  const bytes = await readFile(required(upload, PART_MANIFEST).file);
-  const signature = await readFile(required(upload, PART_SIGNATURE).file, 'utf8');
-  const { keyId } = verifyOrThrow({ message: bytes, signature, trustedKeys: keys });
-  return { text: bytes.toString('utf8'), bytes, keyId };
+function verified(manifest: Buffer, signature: Buffer, keys: readonly PublicKey[]): { text: string; keyId: string } {
+  const { keyId } = verifyOrThrow({ message: manifest, signature: signature.toString('utf8'), trustedKeys: keys });
+  return { text: manifest.toString('utf8'), keyId };
 }
 
 function mustEqual(field: string, inManifest: string, inPath: string): void {
@@ -39,20 +48,38 @@ function mustEqual(field: string, inManifest: string, inPath: string): void {
   }
 }
 
-export async function checkServiceRelease(
-  upload: IncomingUpload,
+export function checkSignedService(
+  manifest: Buffer,
+  signature: Buffer,
   target: { id: string; version: string; platform: string },
   keys: readonly PublicKey[],
-  now: Date,
-): Promise<{ row: ReleaseRow; manifest: ServiceManifest }> {
-  const pkg = required(upload, PART_PACKAGE);
-  const { text, keyId } = await verifiedManifestText(upload, keys);
+): Signed<ServiceManifest> {
+  const { text, keyId } = verified(manifest, signature, keys);
   const m = parseJsonOrThrow(serviceManifestSchema, text, 'MANIFEST_INVALID', 'manifest');
   assertManifestConsistent(m);
   mustEqual('id', m.id, target.id);
   mustEqual('version', m.version, target.version);
   mustEqual('platform', m.platform, target.platform);
+  return { manifest: m, bytes: manifest, text, keyId };
+}
 
+export function checkSignedModel(
+  manifest: Buffer,
+  signature: Buffer,
+  target: { id: string; version: string },
+  keys: readonly PublicKey[],
+): Signed<ModelManifest> {
+  const { text, keyId } = verified(manifest, signature, keys);
+  const m = parseJsonOrThrow(modelManifestSchema, text, 'MANIFEST_INVALID', 'manifest');
+  assertManifestConsistent(m);
+  mustEqual('id', m.id, target.id);
+  mustEqual('version', m.version, target.version);
+  return { manifest: m, bytes: manifest, text, keyId };
+}
+
+export async function checkServiceUpload(upload: IncomingUpload, signed: Signed<ServiceManifest>, now: Date): Promise<NewRelease> {
+  const m = signed.manifest;
+  const pkg = required(upload, PART_PACKAGE);
   if (pkg.size !== m.archive.size) {
     throw new ModelhubError('CHECKSUM_MISMATCH', `package is ${pkg.size} bytes, the manifest says ${m.archive.size}`);
   }
@@ -83,35 +110,22 @@ export async function checkServiceRelease(
   }
 
   return {
-    manifest: m,
-    row: {
-      kind: 'service',
-      id: m.id,
-      version: m.version,
-      platform: m.platform,
-      size_bytes: pkg.size,
-      sha256: pkg.sha256,
-      manifest: text,
-      key_id: keyId,
-      stable: 0,
-      created_at: m.created_at,
-      published_at: now.toISOString(),
-    },
+    kind: 'service',
+    id: m.id,
+    version: m.version,
+    platform: m.platform,
+    size_bytes: pkg.size,
+    sha256: pkg.sha256,
+    manifest: signed.text,
+    key_id: signed.keyId,
+    stable: 0,
+    created_at: m.created_at,
+    published_at: now.toISOString(),
   };
 }
 
-export async function checkModelRelease(
-  upload: IncomingUpload,
-  target: { id: string; version: string },
-  keys: readonly PublicKey[],
-  now: Date,
-): Promise<{ row: ReleaseRow; manifest: ModelManifest }> {
-  const { text, bytes, keyId } = await verifiedManifestText(upload, keys);
-  const m = parseJsonOrThrow(modelManifestSchema, text, 'MANIFEST_INVALID', 'manifest');
-  assertManifestConsistent(m);
-  mustEqual('id', m.id, target.id);
-  mustEqual('version', m.version, target.version);
-
+export function checkModelUpload(upload: IncomingUpload, signed: Signed<ModelManifest>, now: Date): NewRelease {
+  const m = signed.manifest;
   const uploaded = new Map<string, ReceivedPart>();
   for (const [field, part] of upload.parts) {
     if (field.startsWith(MODEL_FILE_PREFIX)) uploaded.set(field.slice(MODEL_FILE_PREFIX.length), part);
@@ -127,20 +141,17 @@ export async function checkModelRelease(
     throw new ModelhubError('MANIFEST_INVALID', `uploaded files not in the manifest: ${[...uploaded.keys()].slice(0, 5).join(', ')}`);
   }
   return {
-    manifest: m,
-    row: {
-      kind: 'model',
-      id: m.id,
-      version: m.version,
-      platform: '',
-      size_bytes: m.files.reduce((sum, f) => sum + f.size, 0),
-      // One checksum for a multi-file model: the hash of its signed manifest, which pins every file.
-      sha256: createHash('sha256').update(bytes).digest('hex'),
-      manifest: text,
-      key_id: keyId,
-      stable: 0,
-      created_at: m.created_at,
-      published_at: now.toISOString(),
-    },
+    kind: 'model',
+    id: m.id,
+    version: m.version,
+    platform: '',
+    size_bytes: m.files.reduce((sum, f) => sum + f.size, 0),
+    // One checksum for a multi-file model: the hash of its signed manifest, which pins every file.
+    sha256: createHash('sha256').update(signed.bytes).digest('hex'),
+    manifest: signed.text,
+    key_id: signed.keyId,
+    stable: 0,
+    created_at: m.created_at,
+    published_at: now.toISOString(),
   };
 }

@@ -25,8 +25,9 @@ export class IncomingUpload {
     this.dir = dir;
   }
 
-  static async create(incomingRoot: string): Promise<IncomingUpload> {
-    const dir = path.join(incomingRoot, randomUUID());
+  /** `owner` prefixes the folder's name: the hub process it belongs to (incomingOwnerPrefix). */
+  static async create(incomingRoot: string, owner = ''): Promise<IncomingUpload> {
+    const dir = path.join(incomingRoot, `${owner}${randomUUID()}`);
     await mkdir(dir, { recursive: true });
     return new IncomingUpload(dir);
   }

@@ -2,6 +2,7 @@
 // pure, so the served copy, docs/openapi.json and the test all come from one function.
 import { ADMIN_OPS } from './admin-ops.js';
 import { CATALOG_OPS } from './catalog-ops.js';
+import { METADATA_OPS } from './metadata-ops.js';
 import { NODE_OPS } from './node-ops.js';
 import { componentSchemas } from './components.js';
 import type { Operation } from './operation.js';
@@ -9,7 +10,7 @@ import { pathsOf } from './paths.js';
 import { HUB_TITLE } from './schemas.js';
 import { STORAGE_OPS } from './storage-ops.js';
 
-export const OPERATIONS: readonly Operation[] = [...CATALOG_OPS, ...STORAGE_OPS, ...ADMIN_OPS, ...NODE_OPS];
+export const OPERATIONS: readonly Operation[] = [...CATALOG_OPS, ...STORAGE_OPS, ...METADATA_OPS, ...ADMIN_OPS, ...NODE_OPS];
 
 export interface OpenApiDocument {
   openapi: '3.1.0';
@@ -37,6 +38,7 @@ export function buildOpenApiDocument(version: string): OpenApiDocument {
       { name: 'storage', description: 'Signed manifests and the files they pin.' },
       { name: 'admin', description: 'Publishing and demand; bearer token, failed authentications rate limited.' },
       { name: 'node', description: 'What nodes report; the node bearer token, every request rate limited.' },
+      { name: 'metadata', description: "Signed, fresh metadata: the catalog snapshot signed by the hub's online key, the publisher's delegation of that key, key rotations and revocations." },
     ],
     paths: pathsOf(OPERATIONS),
     components: {

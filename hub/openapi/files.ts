@@ -25,7 +25,10 @@ export function rangedFile(mediaType: string, disposition: string): Record<numbe
     'Content-Length': length,
     ETag: etag,
     'Last-Modified': lastModified,
-    'Content-Disposition': { description: `\`attachment; filename="${disposition}"\`.`, schema: text },
+    'Content-Disposition': {
+      description: `\`attachment; filename="${disposition}"\` (RFC 6266). A name that is not plain printable ASCII gets an ASCII fallback in \`filename\` (quotes, backslashes, "%", ";" and non-ASCII replaced by "_") and the exact name in \`filename*=UTF-8''…\` (RFC 8187).`,
+      schema: text,
+    },
   };
   return {
     200: { description: 'The whole file.', content: { [mediaType]: {} }, headers: common },

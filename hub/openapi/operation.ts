@@ -6,7 +6,7 @@ import type { SchemaName } from './schemas.js';
 
 export type JsonSchema = Record<string, unknown>;
 export type Method = 'get' | 'post' | 'put';
-export type Tag = 'meta' | 'catalog' | 'storage' | 'admin' | 'node';
+export type Tag = 'meta' | 'catalog' | 'storage' | 'admin' | 'node' | 'metadata';
 
 export interface HeaderDoc {
   description: string;

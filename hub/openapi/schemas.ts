@@ -3,6 +3,7 @@
 // with them, so a field added to or dropped from a resolver fails a test instead of drifting.
 import { z } from 'zod';
 import { ERROR_CODES } from '../../src/errors.js';
+import { delegationSchema, snapshotSchema } from '../../src/metadata/formats.js';
 import { idSchema, platformSchema, relativePathSchema, sha256Schema, versionSchema } from '../../src/schemas/common.js';
 
 export const HUB_TITLE = 'modelhub hub';
@@ -165,6 +166,24 @@ export const markedStableSchema = z.strictObject({
   stable: z.literal(true),
 });
 
+export const signedDocumentSchema = z
+  .strictObject({ text: z.string().meta({ description: 'The statement, JSON, byte for byte as signed.' }), signature: z.string().meta({ description: 'Its minisign signature (.minisig).' }) })
+  .meta({ description: 'A signed statement: a key rotation (signed by the old key) or a revocation (signed by a trusted key).' });
+
+export const delegationStoredSchema = z.strictObject({
+  success: z.literal(true),
+  key_id: z.string().meta({ description: "The hub's metadata key the delegation certifies." }),
+  expires: z.iso.datetime(),
+});
+
+export const statementStoredSchema = z.strictObject({
+  success: z.literal(true),
+  kind: z.enum(['rotation', 'revocation']),
+  added: z.boolean().meta({ description: 'false when the same statement was stored before.' }),
+});
+
+export const rolloutSetSchema = z.strictObject({ success: z.literal(true), id: idSchema, version: semver, rollout: z.number().int().min(0).max(100) });
+
 /** The components of the document, by name; responses refer to them with $ref. */
 export const HUB_SCHEMAS = {
   ErrorEnvelope: errorEnvelopeSchema,
@@ -186,6 +205,13 @@ export const HUB_SCHEMAS = {
   ServicePublished: servicePublishedSchema,
   ModelPublished: modelPublishedSchema,
   MarkedStable: markedStableSchema,
+  RolloutSet: rolloutSetSchema,
+  Snapshot: snapshotSchema,
+  Delegation: delegationSchema,
+  SignedDocument: signedDocumentSchema,
+  SignedDocumentList: z.array(signedDocumentSchema),
+  DelegationStored: delegationStoredSchema,
+  StatementStored: statementStoredSchema,
 } as const;
 
 export type SchemaName = keyof typeof HUB_SCHEMAS;

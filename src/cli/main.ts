@@ -9,6 +9,7 @@ import { EXIT_USAGE } from './run.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerHubCommands } from './commands/hub.js';
 import { registerJobCommands } from './commands/jobs.js';
+import { registerKeyCommands } from './commands/keys.js';
 import { registerNodeCommands } from './commands/node.js';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerHubCommands(program);
   registerAdminCommands(program);
+  registerKeyCommands(program);
   registerNodeCommands(program);
   registerJobCommands(program);
   for (const cmd of program.commands) {

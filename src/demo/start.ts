@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createHub } from '../../hub/server.js';
 import { publishDir } from '../admin/publish-client.js';
 import { Engine } from '../engine/engine.js';
+import { delegationDocument } from '../metadata/statements.js';
 import { ModelhubError } from '../errors.js';
 import { pack } from '../pack/index.js';
 import { platformNameOf } from '../platform/name.js';
@@ -43,6 +44,9 @@ async function main(): Promise<void> {
   const publicKey = await readPublicKeyFile(`${keyBase}.pub`);
 
   const hub = await createHub({ storage: path.join(dataDir, 'storage'), port: hubPort, host: '127.0.0.1', publisherKeys: [publicKey], adminToken: token });
+  // The demo publisher certifies the hub's metadata key (what `modelhub certify-hub-key` does),
+  // so the demo node resolves "latest" from the hub's signed snapshot.
+  await hub.metadata.setDelegation(delegationDocument(hub.metadata.publicKey, secretKey, Date.now(), 365 * 86_400_000));
 
   const platform = platformNameOf(process.platform, process.arch) ?? 'linux-x64';
   const releases: { src: string; out: string; platform?: string; stable?: boolean }[] = [];

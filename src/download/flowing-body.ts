@@ -6,7 +6,9 @@
 // byte is yielded.
 import type { Readable } from 'node:stream';
 
-const HIGH_WATER = 2 * 1024 * 1024;
+// Read ahead of the consumer at most this much. Small on purpose: bytes read ahead of a body
+// that is then cut short (a piece split for another connection) were served for nothing.
+const HIGH_WATER = 512 * 1024;
 
 export function flowingBody(src: Readable): AsyncIterable<Uint8Array> {
   const queue: Buffer[] = [];

@@ -62,7 +62,21 @@ CREATE TABLE IF NOT EXISTS runtime (
   pid INTEGER NOT NULL,
   port INTEGER NOT NULL,
   started_at INTEGER NOT NULL,
-  log TEXT NOT NULL
+  log TEXT NOT NULL,
+  start_time TEXT
+);
+CREATE TABLE IF NOT EXISTS metadata_seen (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  serial INTEGER NOT NULL,
+  key_id TEXT NOT NULL,
+  expires TEXT NOT NULL,
+  verified_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS version_floor (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
 );
 CREATE TABLE IF NOT EXISTS job_controls (
   job_id TEXT PRIMARY KEY,
@@ -78,6 +92,31 @@ CREATE TABLE IF NOT EXISTS models (
 );
 `;
 
+/**
+ * Columns added after a table was first shipped: CREATE TABLE IF NOT EXISTS leaves an existing
+ * table as it is, so openDb adds these to a database made by an older version.
+ */
+const ADDED_COLUMNS: readonly { table: string; column: string; decl: string }[] = [
+  // The supervisor's process start time, compared before signalling its pid (NULL: unknown).
+  { table: 'runtime', column: 'start_time', decl: 'TEXT' },
+  // The lease holder's process start time: on the same host a live pid with this start time is
+  // alive whatever its heartbeat (a laptop that slept, a stopped process).
+  { table: 'leases', column: 'pid_start', decl: 'TEXT' },
+];
+
+function hasColumn(db: Db, table: string, column: string): boolean {
+  return (db.pragma(`table_info(${table})`) as { name: string }[]).some((c) => c.name === column);
+}
+
+/** ALTER TABLE … ADD COLUMN for each missing column, checked again under a write lock (another process may be migrating too). */
+function migrate(db: Db): void {
+  const missing = ADDED_COLUMNS.filter((c) => !hasColumn(db, c.table, c.column));
+  if (missing.length === 0) return;
+  db.transaction(() => {
+    for (const c of missing) if (!hasColumn(db, c.table, c.column)) db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.column} ${c.decl}`);
+  }).immediate();
+}
+
 export function openDb(file: string): Db {
   mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
@@ -85,6 +124,7 @@ export function openDb(file: string): Db {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 10000');
   db.exec(SCHEMA);
+  migrate(db);
   return db;
 }
 

@@ -10,3 +10,16 @@ export function effect<I, O>(body: (input: I, signal: AbortSignal) => Promise<O>
     return body(input, signal);
   });
 }
+
+/**
+ * Effects of one job: each first checks that this process still holds the job's lease, so a
+ * holder that was taken over (it slept, or another host judged it dead) stops before its next
+ * file-system step instead of writing beside the new holder.
+ */
+export function guardedEffect(job: { assertLease(): void }) {
+  return <I, O>(body: (input: I, signal: AbortSignal) => Promise<O>) =>
+    effect<I, O>(async (input, signal) => {
+      job.assertLease();
+      return body(input, signal);
+    });
+}

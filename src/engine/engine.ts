@@ -8,6 +8,8 @@ import { installMachine, type InstallContext, type InstallInput, type InstallOut
 import { uninstallMachine, type UninstallContext, type UninstallInput } from '../../machines/uninstall.js';
 import type { ErrorInfo } from '../../machines/errors.js';
 import { defaultFetch, type FetchLike } from '../download/fetch-like.js';
+import { ConnectionPool, DEFAULT_MAX_CONNECTIONS } from '../download/connection-pool.js';
+import { TokenBucket } from '../download/token-bucket.js';
 import type { JobEventLine, ServiceStatusValue, StartResultValue, UpdateInfo } from '../client/types.js';
 import { ModelhubError } from '../errors.js';
 import { waitHealthy } from '../runtime/manager.js';
@@ -28,6 +30,8 @@ import { Home } from './home.js';
 import { HubClient } from './hub-client.js';
 import { toExportLine } from './export-format.js';
 import { JobControls } from './job-controls.js';
+import { NodeMetadata } from './node-metadata.js';
+import { latestForNode } from '../metadata/rollout.js';
 import { JobsStore, type JobKind, type JobRow } from './jobs-store.js';
 import { DEFAULT_LEASE_TTL_MS, Leases } from './leases.js';
 import { ProgressHub, withPercent, type ProgressEvent } from './progress.js';
@@ -62,6 +66,10 @@ export interface EngineOptions {
   maxBytesPerSecond?: number;
   /** How long a download waits for the network to come back before it fails (default 30 min). */
   maxNetworkWaitMs?: number;
+  /** Connections of all this engine's downloads together (default 8): big files get segments only while there is room. */
+  maxConnections?: number;
+  /** Connections (segments) per file at most (default 8); 1 fetches every file over one connection. */
+  maxConnectionsPerDownload?: number;
   /**
    * Where a MODEL_NOT_AVAILABLE answer of getModelPath is also POSTed, as
    * `{ type: "model_unavailable", node_id, model_id, version, reason, ts }` (SPEC §10), in the
@@ -154,6 +162,8 @@ export class Engine {
   /** Jobs this engine is running now: never "recovered" by this engine as if interrupted. */
   private readonly running = new Map<string, JobRun>();
   private readonly controls: JobControls;
+  /** The hub's verified catalog snapshot and the rollback floors. */
+  readonly metadata: NodeMetadata;
   /** The hub client, or null when the engine was made without a hub. */
   readonly hub: HubClient | null;
 
@@ -170,6 +180,7 @@ export class Engine {
     this.runtime = new RuntimeRegistry(this.db, this.home, adapter, platform, options.nodeExecutable);
     this.trust = new TrustStore(this.home.trust);
     this.controls = new JobControls(this.db);
+    this.metadata = new NodeMetadata(this.db, this.trust, options.now ?? Date.now);
     const fetch = options.fetch ?? defaultFetch();
     const hub = options.hub !== undefined && options.hub !== '' ? new HubClient(options.hub, fetch) : null;
     this.hub = hub;
@@ -182,10 +193,15 @@ export class Engine {
       adapter,
       progress: this.progressHub,
       trust: this.trust,
+      metadata: this.metadata,
+      nodeId: () => this.nodeId,
       fetch,
       stallTimeoutMs: options.stallTimeoutMs,
       maxBytesPerSecond: options.maxBytesPerSecond,
       maxNetworkWaitMs: options.maxNetworkWaitMs,
+      bandwidth: options.maxBytesPerSecond === undefined ? undefined : new TokenBucket(options.maxBytesPerSecond),
+      connectionPool: new ConnectionPool(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS),
+      maxConnectionsPerDownload: options.maxConnectionsPerDownload,
       prestage: options.prestage ?? process.env.MODELHUB_PRESTAGE !== '0',
       now: options.now ?? Date.now,
       requireHub: () => {
@@ -214,7 +230,7 @@ export class Engine {
 
   private machineFor(kind: JobKind, handle: JobHandle & { jobId: string; target: () => string }): AnyStateMachine {
     if (kind === 'install') return installMachine.provide({ actors: installEffects(this.ctx, handle) });
-    if (kind === 'uninstall') return uninstallMachine.provide({ actors: uninstallEffects(this.ctx) });
+    if (kind === 'uninstall') return uninstallMachine.provide({ actors: uninstallEffects(this.ctx, handle) });
     return modelPullMachine.provide({ actors: modelPullEffects(this.ctx, handle) });
   }
 
@@ -239,6 +255,7 @@ export class Engine {
       jobId: row.id,
       target: () => target,
       send: (e: { type: string; [k: string]: unknown }) => run.send(e),
+      assertLease: () => run.assertLease(),
       get signal(): AbortSignal {
         return run.signal;
       },
@@ -661,22 +678,36 @@ export class Engine {
     const hub = this.ctx.requireHub();
     const installed = this.registry.services().filter((s) => s.current !== null || s.versions.length > 0);
     const models = this.registry.models();
-    const listed = installed.length === 0 ? [] : await hub.services(this.platform, signal);
-    const latestOf = new Map(listed.map((s) => [s.service_id, s.latest_version]));
-    const modelLatest = await Promise.all(
-      models.map(async (m) => {
+    let latestOf: (id: string) => string | null;
+    let defaultOf: (id: string) => Promise<string | null>;
+    // What is latest comes from the signed snapshot when the hub has certified metadata (it
+    // then also applies key rotations and revocations); only an uncertified hub is asked plainly.
+    const meta = installed.length + models.length === 0 ? null : await this.metadata.load(hub, signal);
+    if (meta?.snapshot) {
+      const snapshot = meta.snapshot;
+      latestOf = (id) => {
+        const entry = snapshot.services[id]?.[this.platform];
+        return entry === undefined ? null : latestForNode(entry.versions, this.nodeId, id);
+      };
+      defaultOf = async (id) => snapshot.models[id]?.default_version ?? null;
+    } else {
+      const listed = installed.length === 0 ? [] : await hub.services(this.platform, signal);
+      const latest = new Map(listed.map((s) => [s.service_id, s.latest_version]));
+      latestOf = (id) => latest.get(id) ?? null;
+      defaultOf = async (id) => {
         try {
-          return (await hub.model(m.id, signal)).default_version;
+          return (await hub.model(id, signal)).default_version;
         } catch (err) {
           if (err instanceof ModelhubError && err.code === 'NOT_FOUND') return null;
           throw err;
         }
-      }),
-    );
-    const newer = (candidate: string | null, mine: string | null): boolean => candidate !== null && (mine === null || latestVersion([candidate, mine]) === candidate && candidate !== mine);
+      };
+    }
+    const modelLatest = await Promise.all(models.map((m) => defaultOf(m.id)));
+    const newer = (candidate: string | null, mine: string | null): boolean => candidate !== null && (mine === null || (latestVersion([candidate, mine]) === candidate && candidate !== mine));
     return {
       services: installed.map((s) => {
-        const latest = latestOf.get(s.id) ?? null;
+        const latest = latestOf(s.id);
         return { id: s.id, current: s.current, latest, updateAvailable: newer(latest, s.current) };
       }),
       models: models.map((m, i) => {

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { isErrorCode, ModelhubError } from '../errors.js';
 import type { FetchLike, FetchResponseLike } from '../download/fetch-like.js';
+import { signedDocumentSchema, type SignedDocument } from '../metadata/formats.js';
 
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
 
@@ -135,6 +136,28 @@ export class HubClient {
     return Promise.all([this.get(`${base}/manifest`, signal, 8 * 1024 * 1024), this.get(`${base}/manifest.minisig`, signal, 64 * 1024)]).then(
       ([manifestText, signatureText]) => ({ manifestText, signatureText }),
     );
+  }
+
+  /** The signed catalog snapshot, as its exact bytes and signature (SPEC §11). */
+  async snapshot(signal: AbortSignal): Promise<SignedDocument> {
+    const [text, signature] = await Promise.all([this.get('/api/metadata/snapshot', signal, 16 * 1024 * 1024), this.get('/api/metadata/snapshot.minisig', signal, 64 * 1024)]);
+    return { text, signature };
+  }
+
+  /** The publisher's delegation of the hub's metadata key; null when the hub has none. */
+  async delegation(signal: AbortSignal): Promise<SignedDocument | null> {
+    try {
+      const [text, signature] = await Promise.all([this.get('/api/metadata/delegation', signal, 64 * 1024), this.get('/api/metadata/delegation.minisig', signal, 64 * 1024)]);
+      return { text, signature };
+    } catch (err) {
+      if (err instanceof ModelhubError && err.code === 'NOT_FOUND') return null;
+      throw err;
+    }
+  }
+
+  /** Key rotation and revocation statements, oldest first. */
+  keyStatements(signal: AbortSignal): Promise<SignedDocument[]> {
+    return this.getJson('/api/keys/statements', z.array(signedDocumentSchema).max(10_000), signal);
   }
 
   ranking(limit: number, signal: AbortSignal): Promise<{ model_id: string; request_count: number; rank: number }[]> {

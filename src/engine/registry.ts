@@ -1,7 +1,7 @@
 // Installed services and models, read from the projection tables of engine.db.
 import semver from 'semver';
 import type { InstalledState } from '../../machines/install.js';
-import { isAlive } from '../runtime/manager.js';
+import { recordedProcess } from '../runtime/manager.js';
 import type { Db } from './db.js';
 
 export interface ServiceListing {
@@ -10,6 +10,15 @@ export interface ServiceListing {
   previous: string | null;
   versions: string[];
   running: boolean;
+}
+
+/** A service's recorded process (a row of the runtime table). */
+export interface RuntimeRecord {
+  version: string;
+  pid: number;
+  port: number;
+  /** The supervisor's start time; null (or absent, in a database of an older version) when none was recorded. */
+  start_time?: string | null;
 }
 
 export class Registry {
@@ -24,14 +33,30 @@ export class Registry {
   /** `running`: the current version itself runs (another version running does not count). */
   installedState(id: string): InstalledState {
     const row = this.db.prepare('SELECT current FROM services WHERE id = ?').get(id) as { current: string | null } | undefined;
-    const rt = this.db.prepare('SELECT pid, version FROM runtime WHERE id = ?').get(id) as { pid: number; version: string } | undefined;
+    const rt = this.liveRuntimeOf(id);
     const current = row?.current ?? null;
-    return { current, versions: this.versionsOf(id), running: rt !== undefined && rt.version === current && isAlive(rt.pid) };
+    return { current, versions: this.versionsOf(id), running: rt !== undefined && rt.version === current };
   }
 
   /** The recorded process of a service, alive or not. */
-  runtimeOf(id: string): { version: string; pid: number; port: number } | undefined {
-    return this.db.prepare('SELECT version, pid, port FROM runtime WHERE id = ?').get(id) as { version: string; pid: number; port: number } | undefined;
+  runtimeOf(id: string): RuntimeRecord | undefined {
+    // `*`: a database of an older version, opened read-only, has no start_time column.
+    return this.db.prepare('SELECT * FROM runtime WHERE id = ?').get(id) as RuntimeRecord | undefined;
+  }
+
+  /**
+   * The recorded process of a service if it still runs: its pid is alive and, when a start time
+   * was recorded, started at that time. A row whose pid now names another process is stale: it
+   * is deleted when this database is writable (a read-only view just ignores it).
+   */
+  liveRuntimeOf(id: string): RuntimeRecord | undefined {
+    const rt = this.runtimeOf(id);
+    if (rt === undefined) return undefined;
+    const state = recordedProcess(rt.pid, rt.start_time);
+    if (state === 'reused' && !this.db.readonly) {
+      this.db.prepare('DELETE FROM runtime WHERE id = ? AND pid = ? AND start_time IS ?').run(id, rt.pid, rt.start_time ?? null);
+    }
+    return state === 'running' ? rt : undefined;
   }
 
   previousOf(id: string): string | null {
@@ -39,13 +64,17 @@ export class Registry {
     return row?.previous ?? null;
   }
 
-  services(): ServiceListing[] {
+  /** Installed services, without asking whether they run (which costs a command per service off Linux). */
+  installedServices(): Omit<ServiceListing, 'running'>[] {
     const ids = (this.db.prepare('SELECT id FROM services UNION SELECT id FROM service_versions ORDER BY id').all() as { id: string }[]).map((r) => r.id);
     return ids.map((id) => {
       const row = this.db.prepare('SELECT current, previous FROM services WHERE id = ?').get(id) as { current: string | null; previous: string | null } | undefined;
-      const rt = this.db.prepare('SELECT pid FROM runtime WHERE id = ?').get(id) as { pid: number } | undefined;
-      return { id, current: row?.current ?? null, previous: row?.previous ?? null, versions: this.versionsOf(id), running: rt !== undefined && isAlive(rt.pid) };
+      return { id, current: row?.current ?? null, previous: row?.previous ?? null, versions: this.versionsOf(id) };
     });
+  }
+
+  services(): ServiceListing[] {
+    return this.installedServices().map((s) => ({ ...s, running: this.liveRuntimeOf(s.id) !== undefined }));
   }
 
   models(): { id: string; versions: string[] }[] {

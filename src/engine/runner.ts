@@ -6,12 +6,14 @@
 import { createActor, type AnyStateMachine, type AnyActorRef, type InspectionEvent, type Snapshot } from 'xstate';
 import { toModelhubError } from '../errors.js';
 import { CONTROL_POLL_MS, type JobControls } from './job-controls.js';
-import type { JobKind, JobsStore } from './jobs-store.js';
+import { LostLeaseError, type JobKind, type JobsStore } from './jobs-store.js';
 import type { Leases } from './leases.js';
 
 export interface JobHandle {
   send(event: { type: string; [k: string]: unknown }): void;
   readonly signal: AbortSignal;
+  /** Throws (and stops the run) when this process no longer holds the job's lease. */
+  assertLease(): void;
 }
 
 export interface RunSpec {
@@ -71,7 +73,7 @@ interface MachineSnapshotLike {
 export class JobRun implements JobHandle {
   private actor: AnyActorRef | undefined;
   private readonly abort = new AbortController();
-  private failure: unknown;
+  private failure: Error | undefined;
   readonly done: Promise<RunResult>;
 
   constructor(private readonly spec: RunSpec) {
@@ -96,7 +98,7 @@ export class JobRun implements JobHandle {
     if (this.failure === undefined) this.actor?.send(event);
   }
 
-  private halt(err: unknown): void {
+  private halt(err: Error): void {
     if (this.failure !== undefined) return;
     this.failure = err;
     this.abort.abort(err);
@@ -138,7 +140,7 @@ export class JobRun implements JobHandle {
           owner: spec.owner,
         });
       } catch (err) {
-        this.halt(err);
+        this.halt(err instanceof Error ? err : new Error(String(err)));
         return;
       }
       spec.onState?.(state, snap.context, event);
@@ -157,7 +159,7 @@ export class JobRun implements JobHandle {
       'snapshot' in spec.start
         ? createActor(spec.machine, { snapshot: spec.start.snapshot, inspect })
         : createActor(spec.machine, { input: spec.start.input, inspect });
-    this.actor.subscribe({ error: (err) => this.halt(err) });
+    this.actor.subscribe({ error: (err) => this.halt(err instanceof Error ? err : new Error(String(err))) });
 
     const beat = setInterval(() => {
       if (!spec.leases.heartbeat(spec.subject, spec.now())) {
@@ -187,6 +189,14 @@ export class JobRun implements JobHandle {
     this.actor.start();
     if ('snapshot' in spec.start) this.actor.send(spec.start.userEvent !== undefined ? { type: spec.start.userEvent } : { type: 'RESTORED', restores: spec.start.restores });
     return this;
+  }
+
+  assertLease(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.spec.leases.holds(this.spec.subject, this.spec.jobId)) return;
+    const err = new LostLeaseError(this.spec.jobId);
+    this.halt(err);
+    throw err;
   }
 
   /** Stops running the job where it is, as a crash would; it resumes on the next recover. */

@@ -1,10 +1,16 @@
 // Which installed service runs where: pid, port, version and start time in engine.db, so that
 // services outlive the command that started them and `status` can find them again.
+//
+// A row also holds the supervisor's start time (`start_time`), so that a pid reused by another
+// process (after a reboot, say) is never taken for the service: such a row is stale, the service
+// counts as not running, nothing is signalled, and the row is deleted. Rows recorded by an older
+// version have no start time (NULL) and are checked as before (the pid, and on Linux whether it
+// runs a modelhub supervisor).
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelhubError } from '../errors.js';
 import type { PlatformAdapter } from '../platform/adapter.js';
-import { isAlive, startService, stopService, type RunningService } from '../runtime/manager.js';
+import { recordedProcess, startService, stopService, type RunningService } from '../runtime/manager.js';
 import type { Platform } from '../schemas/common.js';
 import { parseJsonOrThrow } from '../schemas/parse.js';
 import { serviceJsonSchema, type ServiceJson } from '../schemas/service.js';
@@ -18,6 +24,8 @@ export interface RuntimeRow {
   port: number;
   started_at: number;
   log: string;
+  /** The supervisor's start time (PlatformAdapter.processStartTime); NULL in rows of older versions. */
+  start_time?: string | null;
 }
 
 export class RuntimeRegistry {
@@ -34,10 +42,18 @@ export class RuntimeRegistry {
     return this.db.prepare('SELECT * FROM runtime WHERE id = ?').get(id) as RuntimeRow | undefined;
   }
 
-  /** The recorded process, if it is still alive. */
+  /** The recorded process, if it is still alive (and is still the recorded process: a stale row is deleted). */
   running(id: string): RuntimeRow | undefined {
     const row = this.row(id);
-    return row !== undefined && isAlive(row.pid) ? row : undefined;
+    if (row === undefined) return undefined;
+    const state = recordedProcess(row.pid, row.start_time, this.adapter);
+    if (state === 'reused') this.forget(row);
+    return state === 'running' ? row : undefined;
+  }
+
+  /** Deletes `row`, if it is still the recorded one. */
+  private forget(row: RuntimeRow): void {
+    this.db.prepare('DELETE FROM runtime WHERE id = ? AND pid = ? AND started_at = ?').run(row.id, row.pid, row.started_at);
   }
 
   all(): RuntimeRow[] {
@@ -69,10 +85,10 @@ export class RuntimeRegistry {
     });
     this.db
       .prepare(
-        `INSERT INTO runtime (id, version, pid, port, started_at, log) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, pid = excluded.pid, port = excluded.port, started_at = excluded.started_at, log = excluded.log`,
+        `INSERT INTO runtime (id, version, pid, port, started_at, log, start_time) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, pid = excluded.pid, port = excluded.port, started_at = excluded.started_at, log = excluded.log, start_time = excluded.start_time`,
       )
-      .run(id, version, started.pid, started.port, started.startedAt, started.logFile);
+      .run(id, version, started.pid, started.port, started.startedAt, started.logFile, started.startTime);
     return { ...started, service };
   }
 
@@ -81,11 +97,17 @@ export class RuntimeRegistry {
     const row = this.row(id);
     if (row === undefined) return false;
     if (version !== undefined && version !== null && row.version !== version) return false;
+    const state = recordedProcess(row.pid, row.start_time, this.adapter);
+    if (state === 'reused') {
+      // The pid now names another process: the service is not running, and that one is not ours.
+      this.forget(row);
+      return false;
+    }
     // Unconditional: a supervisor that died may have left its service group running, and
     // stopService is a no-op when the whole tree is gone.
-    const stopped = isAlive(row.pid) || this.adapter.isTreeAlive(row.pid);
-    await stopService(row.pid, { adapter: this.adapter });
-    this.db.prepare('DELETE FROM runtime WHERE id = ? AND pid = ?').run(id, row.pid);
+    const stopped = state === 'running' || this.adapter.isTreeAlive(row.pid);
+    await stopService(row.pid, { adapter: this.adapter, startTime: row.start_time ?? null });
+    this.forget(row);
     return stopped;
   }
 }

@@ -1,9 +1,10 @@
-// `status`: each installed service's recorded process, whether it lives and answers its health
-// check. Read-only, so the CLI can run it on a database it opened read-only.
+// `status`: each installed service's recorded process, whether it lives (the recorded process,
+// not another one that reused its pid) and answers its health check. Read-only, so the CLI can
+// run it on a database it opened read-only.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServiceStatusValue } from '../client/types.js';
-import { isAlive, probeHealth } from '../runtime/manager.js';
+import { probeHealth } from '../runtime/manager.js';
 import { serviceJsonSchema } from '../schemas/service.js';
 import type { Home } from './home.js';
 import type { Registry } from './registry.js';
@@ -19,10 +20,11 @@ async function healthCheckOf(home: Home, id: string, version: string) {
 
 export async function serviceStatuses(view: { registry: Registry; home: Home }, id?: string): Promise<ServiceStatusValue[]> {
   const out: ServiceStatusValue[] = [];
-  for (const s of view.registry.services()) {
+  for (const s of view.registry.installedServices()) {
     if (id !== undefined && s.id !== id) continue;
-    const rt = view.registry.runtimeOf(s.id);
-    const alive = rt !== undefined && isAlive(rt.pid);
+    // Alive and still the recorded process: a pid reused by another process is not the service.
+    const rt = view.registry.liveRuntimeOf(s.id);
+    const alive = rt !== undefined;
     const healthy = alive && (await probeHealth(rt.port, await healthCheckOf(view.home, s.id, rt.version)));
     out.push({ id: s.id, version: alive ? rt.version : s.current, pid: alive ? rt.pid : null, port: alive ? rt.port : null, running: alive, healthy });
   }

@@ -25,7 +25,9 @@ export function verifyServiceRelease(c: ReleaseCheck): { manifest: ServiceManife
     throw new ModelhubError('UNTRUSTED_KEY', 'the trust store is empty: add the publisher key with `modelhub trust add KEY.pub`');
   }
   const { keyId } = verifyOrThrow({ message: Buffer.from(c.manifestText, 'utf8'), signature: c.signatureText, trustedKeys: c.trustedKeys });
-  // 2. The signed bytes are a well-formed service manifest.
+  // 2. The signed bytes are a well-formed service manifest: its file names follow the one path
+  //    rule set, and every platform's exec.program is a bare command or a safe path (for this
+  //    platform, one of its files) — refused here, before a byte of the package is downloaded.
   const manifest = parseJsonOrThrow(serviceManifestSchema, c.manifestText, 'MANIFEST_INVALID', 'manifest');
   assertManifestConsistent(manifest);
   // 3. It is the release that was asked for: no mix-and-match of id, version or platform.

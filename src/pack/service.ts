@@ -12,7 +12,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { ModelhubError, toModelhubError } from '../errors.js';
-import { isSafeRelativePath, PLATFORMS, type Platform } from '../schemas/common.js';
+import { PLATFORMS, type Platform } from '../schemas/common.js';
+import { execProgramProblem } from '../schemas/safe-path.js';
 import { assertManifestConsistent } from '../schemas/manifest-rules.js';
 import { serviceManifestSchema, type ServiceManifest } from '../schemas/manifest.js';
 import { parseOrThrow } from '../schemas/parse.js';
@@ -48,15 +49,6 @@ export function serialiseManifest(m: object): string {
   return `${JSON.stringify(m, null, 2)}\n`;
 }
 
-function programProblem(program: string, files: ReadonlySet<string>): string | undefined {
-  if (!program.includes('/') && !program.includes('\\')) return undefined; // a PATH lookup
-  if (!isSafeRelativePath(program)) {
-    return `"${program}" must be a relative path inside the package ("/" separators, no leading "/", no "." or ".." segment) or a bare command name`;
-  }
-  if (!files.has(program)) return `"${program}" does not exist in the package`;
-  return undefined;
-}
-
 export async function packService(srcDir: string, outDir: string, opts: PackOptions = {}): Promise<PackResult> {
   if (opts.platform === undefined || opts.platform === '') {
     throw new ModelhubError('INVALID_REQUEST', '--platform is required for a service');
@@ -86,7 +78,8 @@ export async function packService(srcDir: string, outDir: string, opts: PackOpti
   if (!paths.has(SERVICE_JSON)) {
     throw new ModelhubError('MANIFEST_INVALID', `files: ${SERVICE_JSON} must be a regular file in the package root`);
   }
-  const problem = programProblem(entry.exec.program, paths);
+  // The same rule the hub and the node apply (src/schemas/safe-path.ts), named for the source.
+  const problem = execProgramProblem(entry.exec.program, paths);
   if (problem !== undefined) {
     throw new ModelhubError('MANIFEST_INVALID', `${SERVICE_JSON}: platforms.${platform}.exec.program: ${problem}`, {
       details: { field: `platforms.${platform}.exec.program`, program: entry.exec.program },

@@ -13,9 +13,11 @@
 //   - executable resolution (PATH separator, PATHEXT, the exec bit),
 //   - process-tree termination (signals to the process group vs `taskkill /PID n /T /F`),
 //   - whether a process is alive (zombies count as dead on Linux, see `isAlive`),
+//   - a process's start time, which tells it apart from a later process given the same pid
+//     (see start-time.ts), and the refusal to signal a live pid whose start time differs,
 //   - rename retries on EPERM/EBUSY/EACCES (antivirus and indexers hold files on Windows),
 //   - the release platform name (`linux-x64`, `windows-x64`, `darwin-arm64`, `darwin-x64`).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { constants as fsConstants, readdirSync, readFileSync } from 'node:fs';
 import { access, lstat, open, readFile, readlink, realpath, rename, rm, stat, symlink } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,6 +27,9 @@ import { ModelhubError } from '../errors.js';
 import type { Platform } from '../schemas/common.js';
 import { isSafeRelativePath } from '../schemas/common.js';
 import { platformNameOf } from './name.js';
+import { decodeCommandOutput, linuxStartTime, startTimeQueries, type StartTimeQuery } from './start-time.js';
+
+export { decodeCommandOutput, linuxStartTime, parseProcStatStartTime, parsePsLstart, parseWindowsFileTime, parseWmicCreationDate, type StartTimeQuery } from './start-time.js';
 
 export type OsName = 'linux' | 'darwin' | 'win32';
 
@@ -53,8 +58,14 @@ export interface PlatformAdapter {
   resolveProgram(program: string, versionDir: string, env: NodeJS.ProcessEnv): Promise<string>;
   /** win32: the taskkill command line that kills a tree; null where signals do it. */
   killTreeCommand(pid: number): { command: string; args: string[] } | null;
-  /** posix: signal the process group `pid` leads (falling back to the pid alone); win32: taskkill /T /F. */
-  terminateTree(pid: number, signal: 'SIGTERM' | 'SIGKILL'): void;
+  /**
+   * posix: signal the process group `pid` leads (falling back to the pid alone); win32: taskkill /T /F.
+   * With `startTime` (as processStartTime read it when the process was recorded), a live `pid`
+   * whose start time is not that one is another process that reused the pid: nothing is
+   * signalled and the result is false. (A dead leader whose group lingers is still signalled:
+   * a pid is not handed out again while a process group of that id has members.)
+   */
+  terminateTree(pid: number, signal: 'SIGTERM' | 'SIGKILL', startTime?: string | null): boolean;
   /** rename(2), retried on EPERM/EBUSY/EACCES with a bounded backoff on win32. */
   renameWithRetry(from: string, to: string): Promise<void>;
   spawnDetachedOptions(): { detached: boolean; windowsHide: boolean };
@@ -64,11 +75,44 @@ export interface PlatformAdapter {
   isTreeAlive(pid: number): boolean;
   /** The argv of a running process where the OS shows it cheaply (Linux: /proc), else null (addition). */
   commandLine(pid: number): string[] | null;
+  /**
+   * The start time of process `pid` as an opaque string (see start-time.ts), or null when there
+   * is no such process or the OS will not say. Equal for the same process whenever it is read;
+   * different for a process that got the pid later, also across a reboot.
+   */
+  processStartTime(pid: number): string | null;
+  /**
+   * Whether `pid` is alive and is still the process whose start time was `startTime`. Without a
+   * recorded start time (null/undefined: recorded by an older version, or where none could be
+   * read) this is isAlive. A live pid whose start time cannot be read now is not taken for it.
+   */
+  isAliveWithStartTime(pid: number, startTime: string | null | undefined): boolean;
+  /** The commands processStartTime runs, in order (data; empty on Linux, which reads /proc). */
+  startTimeQueries(pid: number): StartTimeQuery[];
 }
 
 export interface AdapterDeps {
   rename?: (from: string, to: string) => Promise<void>;
   sleep?: (ms: number) => Promise<void>;
+  /** Runs a start-time query: its stdout, or null when it cannot run, fails or times out. */
+  runQuery?: (query: StartTimeQuery) => Buffer | null;
+  /** The environment start-time queries are built from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** How long one start-time query may take (PowerShell's start-up alone is a good part of it). */
+const START_TIME_QUERY_TIMEOUT_MS = 15_000;
+
+function runQuerySync(query: StartTimeQuery): Buffer | null {
+  const r = spawnSync(query.command, query.args, {
+    env: query.env,
+    stdio: ['ignore', 'pipe', 'ignore'],
+    windowsHide: true,
+    timeout: START_TIME_QUERY_TIMEOUT_MS,
+    maxBuffer: 64 * 1024,
+  });
+  if (r.error !== undefined || r.status !== 0) return null;
+  return r.stdout;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +196,8 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
   const windows = osName === 'win32';
   const doRename = deps.rename ?? ((a: string, b: string) => rename(a, b));
   const sleep = deps.sleep ?? realSleep;
+  const runQuery = deps.runQuery ?? runQuerySync;
+  const queryEnv = deps.env ?? process.env;
   const pointerStrategy: 'symlink' | 'json' = windows ? 'json' : 'symlink';
 
   async function renameWithRetry(from: string, to: string): Promise<void> {
@@ -388,8 +434,10 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
     return { command: 'taskkill', args: ['/PID', String(pid), '/T', '/F'] };
   }
 
-  function terminateTree(pid: number, signal: 'SIGTERM' | 'SIGKILL'): void {
+  function terminateTree(pid: number, signal: 'SIGTERM' | 'SIGKILL', startTime?: string | null): boolean {
     assertPid(pid);
+    // A live pid that started at another time is some other process that reused the pid.
+    if (startTime !== undefined && startTime !== null && isAlive(pid) && processStartTime(pid) !== startTime) return false;
     const cmd = killTreeCommand(pid);
     if (cmd !== null) {
       // Windows has no signal a detached console tree can handle gracefully: both requests kill
@@ -397,11 +445,11 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
       const child = spawn(cmd.command, cmd.args, { stdio: 'ignore', windowsHide: true });
       child.on('error', () => undefined);
       child.unref();
-      return;
+      return true;
     }
     try {
       process.kill(-pid, signal);
-      return;
+      return true;
     } catch {
       // Not a group leader (or no such group): fall back to the process itself.
     }
@@ -410,6 +458,7 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
     } catch (err) {
       if (errnoCode(err) !== 'ESRCH') throw err;
     }
+    return true;
   }
 
   /** Linux: the state letter and process group of a pid from /proc, or null if unavailable. */
@@ -471,6 +520,67 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
     }
   }
 
+  // Start times. Linux reads /proc (a file read: cheap enough for every status and signal); the
+  // boot id is read once, it cannot change while this process lives.
+  let bootIdCache: string | undefined;
+  function bootId(): string {
+    if (bootIdCache === undefined) {
+      try {
+        bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      } catch {
+        bootIdCache = '';
+      }
+    }
+    return bootIdCache;
+  }
+  // Other POSIX systems run as 'linux' here but may have no /proc: they ask ps instead.
+  let hasProcCache: boolean | undefined;
+  function hasProc(): boolean {
+    if (osName !== 'linux') return false;
+    hasProcCache ??= (() => {
+      try {
+        readFileSync('/proc/self/stat', 'utf8');
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    return hasProcCache;
+  }
+
+  function queriesFor(pid: number): StartTimeQuery[] {
+    return startTimeQueries(osName, pid, queryEnv, hasProc());
+  }
+
+  /** This process's own start time never changes: read once (a command on macOS and Windows). */
+  let ownStartTime: string | undefined;
+  function processStartTime(pid: number): string | null {
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    if (pid === process.pid && ownStartTime !== undefined) return ownStartTime;
+    let found: string | null = null;
+    if (osName === 'linux' && hasProc()) {
+      try {
+        found = linuxStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8'), bootId());
+      } catch {
+        found = null;
+      }
+    } else {
+      for (const q of queriesFor(pid)) {
+        const out = runQuery(q);
+        found = out === null ? null : q.parse(decodeCommandOutput(out));
+        if (found !== null) break;
+      }
+    }
+    if (pid === process.pid && found !== null) ownStartTime = found;
+    return found;
+  }
+
+  function isAliveWithStartTime(pid: number, startTime: string | null | undefined): boolean {
+    if (!isAlive(pid)) return false;
+    if (startTime === undefined || startTime === null) return true;
+    return processStartTime(pid) === startTime;
+  }
+
   function defaultHome(env: NodeJS.ProcessEnv, homedir: string): string {
     if (windows) {
       const local = envGet(env, 'LOCALAPPDATA', true);
@@ -502,11 +612,31 @@ export function adapterFor(osArg: string, arch: string, deps: AdapterDeps = {}):
     isAlive,
     isTreeAlive,
     commandLine,
+    processStartTime,
+    isAliveWithStartTime,
+    startTimeQueries: queriesFor,
   };
 }
 
 /** The adapter of the running process. */
 export const platformAdapter: PlatformAdapter = adapterFor(process.platform, process.arch);
+
+/**
+ * The start time of process `pid` on this machine (an opaque string; null when there is no such
+ * process or the OS will not say). Record it next to a pid; compare with isAliveWithStartTime.
+ */
+export function processStartTime(pid: number): string | null {
+  return platformAdapter.processStartTime(pid);
+}
+
+/**
+ * Whether `pid` is alive on this machine and is the process whose start time was `startTime`
+ * (from processStartTime when the pid was recorded). A live pid with another start time is a
+ * different process that reused the pid: false. Without a recorded start time: whether it is alive.
+ */
+export function isAliveWithStartTime(pid: number, startTime: string | null | undefined): boolean {
+  return platformAdapter.isAliveWithStartTime(pid, startTime);
+}
 
 /** The default data directory of this machine (SPEC §5: used when neither --home nor $MODELHUB_HOME is given). */
 export function defaultHomeDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -7,6 +7,11 @@
 // it is the process-group leader, so `stopService(pid)` reaches the service and every process
 // it spawned. The service's own pid is returned too, as `servicePid`, for diagnostics.
 //
+// A recorded pid outlives its process: after a reboot, or once the pid counter wraps, it may
+// name an unrelated process. So the supervisor's start time (the platform adapter's
+// processStartTime) is returned with its pid, to be recorded with it; `stopService` and
+// `recordedProcess` compare it before signalling or calling the service alive.
+//
 // Nothing here asks which OS it runs on; the platform adapter answers those questions.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
@@ -52,6 +57,12 @@ export interface StartRequest {
 export interface RunningService {
   /** The supervisor's pid: the process-group leader whose tree stopService kills. Record this one. */
   pid: number;
+  /**
+   * The supervisor's start time (adapter.processStartTime), recorded with `pid` and given back
+   * to stopService, so a later process that reuses the pid is never taken for it. Null where the
+   * OS would not say (then only the pid, and on Linux the command line, are checked).
+   */
+  startTime: string | null;
   port: number;
   /** ms since the epoch. */
   startedAt: number;
@@ -342,6 +353,8 @@ async function launch(
     throw new ModelhubError('START_FAILED', `cannot start the service supervisor: ${(err as Error).message}`, { cause: err });
   }
   const startedAt = Date.now();
+  // Read at once: the child cannot have been reaped yet, so the pid is still this process's.
+  const startTime = child.pid === undefined ? null : adapter.processStartTime(child.pid);
 
   const outcome = await new Promise<{ servicePid: number } | { error: ModelhubError }>((resolve, reject) => {
     let settled = false;
@@ -366,7 +379,7 @@ async function launch(
     const handshakeTimer = setTimeout(() => {
       if (child.pid !== undefined) {
         try {
-          adapter.terminateTree(child.pid, 'SIGKILL');
+          adapter.terminateTree(child.pid, 'SIGKILL', startTime);
         } catch {
           // gone already
         }
@@ -420,7 +433,7 @@ async function launch(
   remember(logStarts, pid, logStart);
   if (child.connected) child.disconnect();
   child.unref();
-  return { ok: true, running: { pid, port, startedAt, logFile, command: [program, ...args], servicePid: outcome.servicePid } };
+  return { ok: true, running: { pid, startTime, port, startedAt, logFile, command: [program, ...args], servicePid: outcome.servicePid } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,6 +454,22 @@ export function isAlive(pid: number): boolean {
   return platformAdapter.isAlive(pid);
 }
 
+/**
+ * What a recorded supervisor pid names now:
+ *   - 'running': a live process that is the recorded one (same start time; for a record without
+ *     a start time, any live process except one the OS shows is no modelhub supervisor),
+ *   - 'reused': a live process that is not the recorded one (another start time, or without a
+ *     start time a command line that is no supervisor's): never signal it,
+ *   - 'gone': no live process (its process group may linger; stopService still reaches it).
+ */
+export type RecordedProcessState = 'running' | 'reused' | 'gone';
+
+export function recordedProcess(pid: number, startTime: string | null | undefined, adapter: PlatformAdapter = platformAdapter): RecordedProcessState {
+  if (!adapter.isAlive(pid)) return 'gone';
+  if (startTime !== undefined && startTime !== null) return adapter.isAliveWithStartTime(pid, startTime) ? 'running' : 'reused';
+  return isSupervisorProcess(pid, adapter) === false ? 'reused' : 'running';
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function waitTreeGone(adapter: PlatformAdapter, pid: number, ms: number): Promise<boolean> {
@@ -456,18 +485,28 @@ async function waitTreeGone(adapter: PlatformAdapter, pid: number, ms: number): 
  * Stop the tree led by `pid` (the supervisor): SIGTERM to the tree, up to `graceMs` for it to
  * exit, then SIGKILL to the tree. Resolves once the tree is gone; `forced` says whether SIGKILL
  * was needed. A pid that is already gone is a no-op.
+ *
+ * A recorded pid may have been reused (after a reboot, say) by a process that is none of ours:
+ * with `startTime` (RunningService.startTime, recorded with the pid), a live pid that started at
+ * another time is never signalled; without one (a record of an older version), where the OS
+ * shows command lines only a modelhub supervisor's tree is. Either way that is a no-op too.
  */
-export async function stopService(pid: number, opts: { graceMs?: number; adapter?: PlatformAdapter } = {}): Promise<{ forced: boolean }> {
+export async function stopService(
+  pid: number,
+  opts: { graceMs?: number; adapter?: PlatformAdapter; startTime?: string | null } = {},
+): Promise<{ forced: boolean }> {
   const adapter = opts.adapter ?? platformAdapter;
   const graceMs = opts.graceMs ?? STOP_GRACE_MS;
-  if (!adapter.isTreeAlive(pid)) return { forced: false };
-  // A recorded pid may have been reused (after a reboot, say) by a process that is none of ours:
-  // where the OS shows command lines, signal only a modelhub supervisor's tree.
-  if (adapter.isAlive(pid) && isSupervisorProcess(pid, adapter) === false) return { forced: false };
-  adapter.terminateTree(pid, 'SIGTERM');
+  const startTime = opts.startTime ?? null;
+  // terminateTree compares the start time itself (one query, which costs a command off Linux);
+  // a record without one gets the command-line check here.
+  const signal = (sig: 'SIGTERM' | 'SIGKILL'): boolean =>
+    startTime === null ? recordedProcess(pid, null, adapter) !== 'reused' && adapter.terminateTree(pid, sig) : adapter.terminateTree(pid, sig, startTime);
+  if (!adapter.isTreeAlive(pid) || !signal('SIGTERM')) return { forced: false };
   if (await waitTreeGone(adapter, pid, graceMs)) return { forced: false };
-  adapter.terminateTree(pid, 'SIGKILL');
-  if (await waitTreeGone(adapter, pid, KILL_WAIT_MS)) return { forced: true };
+  // Refused: the tree ended during the grace and the pid went to another process, not ours to kill.
+  if (!signal('SIGKILL')) return { forced: false };
+  if ((await waitTreeGone(adapter, pid, KILL_WAIT_MS)) || recordedProcess(pid, startTime, adapter) === 'reused') return { forced: true };
   throw new ModelhubError('INTERNAL', `process tree ${pid} is still running ${KILL_WAIT_MS} ms after SIGKILL`, { details: { pid } });
 }
 

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
-import { isSafeRelativePath } from '../schemas/safe-path.js';
+import { pathListViolation, unsafePathReason } from '../schemas/safe-path.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
 import { stagedMode } from './staged-mode.js';
 import { fsyncDir } from '../fs/durable.js';
@@ -130,6 +130,10 @@ export class PrestageExtractor {
   }
 
   private async extractAll(src: FileHandle): Promise<void> {
+    // The stager's rule set, before anything is written: a list the stager would refuse (unsafe
+    // names, names that collide by case or Unicode form) is not extracted here either.
+    const violation = pathListViolation(this.o.manifest.files.map((f) => f.path));
+    if (violation !== undefined) throw new GiveUp(`manifest: ${violation.message}`);
     const files = new Map(this.o.manifest.files.map((f) => [f.path, f]));
     const seen = new Set<string>();
     const madeDirs = new Set<string>([this.o.stagingDir]);
@@ -159,7 +163,7 @@ export class PrestageExtractor {
 
       if (name.endsWith('/')) throw new GiveUp('directory entry');
       const f = files.get(name);
-      if (f === undefined || seen.has(name) || !isSafeRelativePath(name)) throw new GiveUp(`unexpected entry ${name}`);
+      if (f === undefined || seen.has(name) || unsafePathReason(name) !== undefined) throw new GiveUp(`unexpected entry ${name}`);
       seen.add(name);
       if (!descriptor && usize !== f.size) throw new GiveUp('size differs');
 

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { findScript } from '../platform/node-launch.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
+import { pathListViolation } from '../schemas/safe-path.js';
 import { serviceJsonSchema } from '../schemas/service.js';
 import { listEntries } from '../zip/open-zip.js';
 import { jsonEqual } from './json-equal.js';
@@ -90,6 +91,7 @@ export async function verifyPrestaged(archive: string, manifest: ServiceManifest
     return false;
   }
   await rm(marker, { force: true });
+  if (pathListViolation(manifest.files.map((f) => f.path)) !== undefined) return false;
   let entries;
   try {
     entries = await listEntries(archive);

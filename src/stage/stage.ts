@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { inflateRawSync } from 'node:zlib';
 import type yauzl from 'yauzl';
 import { ModelhubError, toModelhubError } from '../errors.js';
-import { isSafeRelativePath } from '../schemas/common.js';
+import { foldPath, pathListViolation, unsafePathReason } from '../schemas/safe-path.js';
 import { stagedMode } from './staged-mode.js';
 import type { ServiceManifest } from '../schemas/manifest.js';
 import { serviceJsonSchema } from '../schemas/service.js';
@@ -77,28 +77,26 @@ export { stagedMode };
 
 /** The key two names collide under on a case-insensitive (or normalising) file system. */
 function foldName(name: string): string {
-  return name.normalize('NFC').toLowerCase();
+  return foldPath(name);
 }
 
 function quote(name: string): string {
   return JSON.stringify(name);
 }
 
-const WINDOWS_RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
-const WINDOWS_BAD_CHARS = /[<>:"|?*\u0000-\u001f]/;
+/** Characters Windows cannot put in a name (":" and control characters are refused everywhere). */
+const WINDOWS_BAD_CHARS = /[<>"|?*]/;
 
-/** Why an archive path may not be written, or undefined when it may. */
+/**
+ * Why an archive path may not be written, or undefined when it may: the one rule set of
+ * src/schemas/safe-path.ts (every platform), plus what this host cannot create.
+ */
 export function unsafeNameReason(name: string): string | undefined {
-  if (name.includes('\0')) return 'contains NUL';
-  if (name.includes('\\')) return 'contains a backslash';
-  if (name.startsWith('/')) return 'is an absolute path';
-  if (/^[A-Za-z]:/.test(name)) return 'starts with a drive letter';
-  if (!isSafeRelativePath(name)) return 'has an empty, "." or ".." segment';
+  const why = unsafePathReason(name);
+  if (why !== undefined) return why;
   if (IS_WINDOWS) {
     for (const seg of name.split('/')) {
-      if (WINDOWS_RESERVED.test(seg)) return `segment ${quote(seg)} is a reserved device name on Windows`;
       if (WINDOWS_BAD_CHARS.test(seg)) return `segment ${quote(seg)} has a character Windows does not allow`;
-      if (seg.endsWith('.') || seg.endsWith(' ')) return `segment ${quote(seg)} ends with "." or " "`;
     }
   }
   return undefined;
@@ -236,23 +234,21 @@ interface Wanted {
 
 function indexManifest(manifest: ServiceManifest): Map<string, Wanted> {
   const wanted = new Map<string, Wanted>();
-  const folded = new Map<string, string>();
+  if (!manifest.files.every((f) => typeof f.path === 'string')) {
+    throw new ModelhubError('MANIFEST_INVALID', 'manifest: files: every path must be a string');
+  }
+  // The one rule set over the whole list: unsafe names, case and Unicode-form collisions.
+  const violation = pathListViolation(manifest.files.map((f) => f.path));
+  if (violation !== undefined) {
+    throw new ModelhubError('MANIFEST_INVALID', `manifest: files: ${violation.message}`, { details: { entry: violation.path } });
+  }
   for (const f of manifest.files) {
-    if (typeof f.path !== 'string' || !isSafeRelativePath(f.path)) {
-      throw new ModelhubError('MANIFEST_INVALID', `manifest: files: ${quote(String(f.path))} is not a safe relative path`);
-    }
     if (!Number.isSafeInteger(f.size) || f.size < 0) {
       throw new ModelhubError('MANIFEST_INVALID', `manifest: files: ${quote(f.path)}: size must be a non-negative integer`);
     }
     if (typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) {
       throw new ModelhubError('MANIFEST_INVALID', `manifest: files: ${quote(f.path)}: sha256 must be 64 lowercase hex digits`);
     }
-    const key = foldName(f.path);
-    const other = folded.get(key);
-    if (other !== undefined) {
-      throw new ModelhubError('MANIFEST_INVALID', `manifest: files: ${quote(f.path)} duplicates ${quote(other)}`);
-    }
-    folded.set(key, f.path);
     wanted.set(f.path, { path: f.path, sha256: f.sha256, size: f.size, mode: stagedMode(f.mode), found: false });
   }
   if (!wanted.has(SERVICE_JSON)) {

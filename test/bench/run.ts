@@ -1,32 +1,37 @@
-// `npm run bench` = `npm run build && node dist/test/bench/run.js [hub|install|rollback|scheduler]… [--quick]`
+// `npm run bench` = `npm run build && node dist/test/bench/run.js [hub|install|rollback|scheduler|segmented]… [--quick]`
 //
 //   hub       hub vs nginx: the same package downloaded by curl from both (goal hub ≥ 0.45× nginx)
 //   install   `modelhub install` vs curl+openssl+unzip (bar ≤ 0.80, goal 0.70), peak RSS, log rows
 //   rollback  failed health check → previous version healthy again
 //   scheduler getModelPath() → MODEL_NOT_AVAILABLE → report received by a local scheduler, p50/p99
 //             over 200 calls (goal p99 < 300 ms, aim < 20 ms)
+//   segmented a 96 MiB package through a proxy capped at 8 MB/s per connection: one connection vs
+//             `modelhub install` (goal ≥ 4×, ≤ 1.05× bytes served), and the out-of-order read-back cost
 //
 // Sizes from the environment: BENCH_MB (400; --quick 32), BENCH_RUNS (5; 2), BENCH_SMALL_MB (64; 8),
 // BENCH_ROLLBACK_RUNS (5; 2), BENCH_HEALTH_TIMEOUT_MS (2000), BENCH_NGINX (nginx binary),
-// BENCH_SCHEDULER_CALLS (200), BENCH_SCHEDULER_CLI_RUNS (10; 5).
+// BENCH_SCHEDULER_CALLS (200), BENCH_SCHEDULER_CLI_RUNS (10; 5), BENCH_SEG_MB (96; 48),
+// BENCH_SEG_RUNS (3; 1), BENCH_SEG_RATE (8000000).
 // Benchmarks print figures; a missed goal does not fail the run, an error does (exit 1).
 import { benchHubVsNginx } from './hub-vs-nginx.js';
 import { benchInstall } from './install-vs-curl.js';
 import { benchOptions, Fixtures, heading, interrupt, log, pad, runCleanups, type BenchOptions, type BenchReport } from './lib.js';
 import { benchRollback } from './rollback.js';
 import { benchScheduler } from './scheduler.js';
+import { benchSegmented } from './segmented.js';
 
 const BENCHES: Record<string, (o: BenchOptions, fx: Fixtures) => Promise<BenchReport>> = {
   hub: benchHubVsNginx,
   install: benchInstall,
   rollback: benchRollback,
   scheduler: benchScheduler,
+  segmented: benchSegmented,
 };
 
 function usage(): string {
   return (
-    'usage: node dist/test/bench/run.js [hub|install|rollback|scheduler]… [--quick]\n' +
-    '  env: BENCH_MB, BENCH_RUNS, BENCH_SMALL_MB, BENCH_ROLLBACK_RUNS, BENCH_HEALTH_TIMEOUT_MS, BENCH_NGINX, BENCH_SCHEDULER_CALLS, BENCH_SCHEDULER_CLI_RUNS'
+    'usage: node dist/test/bench/run.js [hub|install|rollback|scheduler|segmented]… [--quick]\n' +
+    '  env: BENCH_MB, BENCH_RUNS, BENCH_SMALL_MB, BENCH_ROLLBACK_RUNS, BENCH_HEALTH_TIMEOUT_MS, BENCH_NGINX, BENCH_SCHEDULER_CALLS, BENCH_SCHEDULER_CLI_RUNS, BENCH_SEG_MB, BENCH_SEG_RUNS, BENCH_SEG_RATE'
   );
 }
 

@@ -133,6 +133,11 @@ describe('downloadFile: happy paths', () => {
       stalls: 0,
       restartedFromZero: false,
       bytesFetched: SIZE,
+      // A file this small is never split: one connection, hashed in order, nothing read back.
+      connections: 1,
+      splits: 0,
+      readBack: { bytes: 0, readMs: 0, hashMs: 0 },
+      networkWaitMs: 0,
     });
     await expectFileIs(d, DATA);
     expect(partFiles(d)).toEqual({ part: false, meta: false });
@@ -418,21 +423,71 @@ describe('downloadFile: misbehaving servers', () => {
     expect(e.details['status']).toBe(503);
   });
 
-  it('connection refused → retryable NETWORK_ERROR after maxAttempts', async () => {
+  it('connection refused is an outage: waited out, not an attempt; past maxNetworkWaitMs a retryable NETWORK_ERROR', async () => {
     const s = http.createServer();
     await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     const port = (s.address() as AddressInfo).port;
     await new Promise<void>((resolve) => s.close(() => resolve()));
     const d = dest();
-    await expectCode(downloadFile(req(d, { url: `http://127.0.0.1:${port}/file`, maxAttempts: 2 })), 'NETWORK_ERROR', true);
+    const waits: boolean[] = [];
+    const probes: number[] = [];
+    const e = await expectCode(
+      downloadFile(
+        req(d, {
+          url: `http://127.0.0.1:${port}/file`,
+          maxAttempts: 1, // an attempt spent on a refusal would fail at once, with no wait
+          maxNetworkWaitMs: 400,
+          probeDelayMs: (n) => {
+            probes.push(n);
+            return 50;
+          },
+          onNetworkWait: (w) => waits.push(w),
+        }),
+      ),
+      'NETWORK_ERROR',
+      true,
+    );
+    expect(e.details.waitedMs).toBeGreaterThanOrEqual(400);
+    expect(e.message).toMatch(/no network/);
+    expect(waits).toEqual([true]);
+    expect(probes.length).toBeGreaterThanOrEqual(2); // probed again and again, with the back-off asked for
+    expect(probes.slice(0, 2)).toEqual([1, 2]);
   });
 
-  it('a flipped byte → CHECKSUM_MISMATCH, .part and sidecar deleted, no dest', async () => {
+  it('a flipped byte → downloaded once more from zero; flipped again → CHECKSUM_MISMATCH, .part and sidecar deleted, no dest', async () => {
     const d = dest();
     server.plan = [{ kind: 'flip', at: 4 * MiB + 1 }];
-    await expectCode(downloadFile(req(d)), 'CHECKSUM_MISMATCH', false);
-    expect(partFiles(d)).toEqual({ part: false, meta: false });
-    expect(existsSync(d)).toBe(false);
+    let restarts = 0;
+    const r = await downloadFile(req(d, { onRestart: () => (restarts += 1) }));
+    expect(r.restartedFromZero).toBe(true);
+    expect(r.resumedFrom).toBe(0);
+    expect(restarts).toBe(1); // a reader following the part is told its bytes are void
+    expect(server.requests.map((q) => q.range)).toEqual([undefined, undefined]); // the second time from zero
+    expect(server.bytesSent()).toBe(2 * SIZE);
+    await expectFileIs(d, DATA);
+
+    server.reset();
+    const d2 = dest();
+    server.plan = [
+      { kind: 'flip', at: 7 },
+      { kind: 'flip', at: SIZE - 1 },
+    ];
+    const e = await expectCode(downloadFile(req(d2)), 'CHECKSUM_MISMATCH', false);
+    expect(e.message).toMatch(/downloaded 2 times/);
+    expect(server.requests).toHaveLength(2);
+    expect(partFiles(d2)).toEqual({ part: false, meta: false });
+    expect(existsSync(d2)).toBe(false);
+  });
+
+  it('a torn .part (its bytes claimed but wrong, as after a power cut) costs one download from zero', async () => {
+    const d = dest();
+    const torn = Buffer.from(DATA.subarray(0, 3 * MiB));
+    torn.fill(0, MiB, 2 * MiB); // pages that never reached the disk
+    await writeFile(`${d}.part`, torn);
+    const r = await downloadFile(req(d));
+    expect(server.requests.map((q) => q.range)).toEqual([`bytes=${3 * MiB}-`, undefined]);
+    expect(r.restartedFromZero).toBe(true);
+    await expectFileIs(d, DATA);
   });
 
   it('extra bytes with an honest Content-Length → SIZE_EXCEEDED before reading, .part deleted', async () => {

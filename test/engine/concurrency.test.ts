@@ -20,7 +20,8 @@ beforeAll(async () => {
 
 const zipOf = (id: string): string => `/storage/services/${id}/1.0.0/linux-x64/service.zip`;
 /** The job's requests to the hub, in the order it makes them: release detail, manifest, package. */
-const jobPathsOf = (id: string): string[] => [`/api/services/${id}`, `/api/services/${id}/1.0.0/linux-x64/manifest`, zipOf(id)];
+/** What a job asks the hub for, in order: the signed metadata (key statements first), the manifest, the package. */
+const jobPathsOf = (id: string): string[] => ['/api/keys/statements', `/api/services/${id}/1.0.0/linux-x64/manifest`, zipOf(id)];
 /**
  * How long one request may be held: below the engine's 30 s request and stall timeouts, so that
  * a held request is never abandoned and asked for again (which would be a second download).

@@ -23,10 +23,10 @@ export interface Bench {
   cli(home: string, args: string[], env?: Record<string, string>): Promise<CliResult>;
 }
 
-export async function makeBench(): Promise<Bench> {
+export async function makeBench(hubOptions: Parameters<typeof startHub>[2] = {}): Promise<Bench> {
   const work = await tempDir();
   const key = await makeKey(work);
-  const hub = await startHub(work, [key]);
+  const hub = await startHub(work, [key], hubOptions);
   const proxy = await startProxy(hub.url);
   const releases = new Map<string, BuiltRelease>();
   const bench: Bench = {

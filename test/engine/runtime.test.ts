@@ -96,12 +96,14 @@ describe('run what is installed', () => {
     expect((await b.cli(home, ['install', 'demo-echo@1.0.0', '--no-start', '--allow-downgrade'])).result).toMatchObject({ ok: true, current: '1.0.0' });
     // current 1.0.0, previous 1.1.0 (running), and now a third: 1.1.0 must not be deleted.
     await b.publish({ version: '1.0.5' });
-    expect((await b.cli(home, ['install', 'demo-echo@1.0.5', '--no-start'])).result).toMatchObject({ ok: true, current: '1.0.5' });
+    // 1.1.0 was installed: the rollback floor makes anything below it an explicit downgrade.
+    expect((await b.cli(home, ['install', 'demo-echo@1.0.5', '--no-start'])).result).toMatchObject({ ok: false, error: { code: 'DOWNGRADE_REFUSED' } });
+    expect((await b.cli(home, ['install', 'demo-echo@1.0.5', '--no-start', '--allow-downgrade'])).result).toMatchObject({ ok: true, current: '1.0.5' });
     const dirs = (await readdir(path.join(home, 'services', 'demo-echo'))).filter((n) => !n.startsWith('.') && n !== 'current').sort();
     expect(dirs).toContain('1.1.0');
     expect(await answer(running.port)).toMatchObject({ version: '1.1.0' });
     // The current version is not the one running: installing it with start really starts it.
-    const r = await b.cli(home, ['install', 'demo-echo@1.0.5']);
+    const r = await b.cli(home, ['install', 'demo-echo@1.0.5', '--allow-downgrade']);
     expect(r.result).toMatchObject({ ok: true, current: '1.0.5' });
     const [s] = await statusOf(home);
     expect(s).toMatchObject({ version: '1.0.5', healthy: true });

@@ -90,12 +90,13 @@ describe('rejected uploads store nothing', () => {
     await storedNothing('1.0.0');
   });
 
-  it('a package that is not the signed one → 422 CHECKSUM_MISMATCH', async () => {
+  it('a package that is not the signed one → 422 CHECKSUM_MISMATCH; one longer than signed → 413 SIZE_EXCEEDED', async () => {
     const p = await partsOf(rel);
     const other = Buffer.from(p.pkg);
     other[10] = other[10]! ^ 0xff;
     expect(await upload({ ...p, pkg: other })).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
-    expect(await upload({ ...p, pkg: Buffer.concat([p.pkg, Buffer.from('x')]) })).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
+    expect(await upload({ ...p, pkg: p.pkg.subarray(1) })).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
+    expect(await upload({ ...p, pkg: Buffer.concat([p.pkg, Buffer.from('x')]) })).toMatchObject({ status: 413, body: { error: 'SIZE_EXCEEDED' } });
     await storedNothing('1.0.0');
   });
 

@@ -1,10 +1,11 @@
 // A hub killed mid-upload shows no partial release after restart; a release directory left
-// without its catalog row (killed between rename and insert) is swept at start.
+// without its catalog row (killed between rename and commit) is not served, left alone at start,
+// and moved aside by `modelhub hub orphans --quarantine`.
 import http from 'node:http';
-import { cp, readdir, stat } from 'node:fs/promises';
+import { cp, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { spawnCli, waitForLine } from '../helpers/cli.js';
+import { runCli, spawnCli, waitForLine } from '../helpers/cli.js';
 import { TEST_TOKEN } from '../helpers/hub.js';
 import { buildServiceRelease, makeKey } from '../helpers/releases.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -36,6 +37,8 @@ describe('hub crash safety', () => {
     const work = await tempDir();
     const key = await makeKey(work);
     const storage = path.join(work, 'storage');
+    const rel = await buildServiceRelease(work, key, { version: '1.0.0', modelBytes: 8 << 20 });
+    const pkg = await readFile(path.join(rel.dir, 'service.zip'));
     const hub = await startHubProcess(storage, key.pub);
 
     const boundary = 'modelhubtestboundary';
@@ -48,9 +51,14 @@ describe('hub crash safety', () => {
       headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': `multipart/form-data; boundary=${boundary}` },
     });
     req.on('error', () => undefined);
+    // The signed manifest and its signature first, as the hub requires, then half the package.
+    for (const [name, file] of [['manifest', 'manifest.json'], ['signature', 'manifest.json.minisig']] as const) {
+      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${file}"\r\n\r\n`);
+      req.write(await readFile(path.join(rel.dir, file)));
+      req.write('\r\n');
+    }
     req.write(`--${boundary}\r\nContent-Disposition: form-data; name="package"; filename="service.zip"\r\nContent-Type: application/zip\r\n\r\n`);
-    const chunk = Buffer.alloc(1 << 20, 7);
-    for (let i = 0; i < 4; i++) req.write(chunk);
+    req.write(pkg.subarray(0, pkg.length >> 1));
 
     const incoming = path.join(storage, '.incoming');
     await waitFor(async () => {
@@ -75,19 +83,35 @@ describe('hub crash safety', () => {
     }
   });
 
-  it('a release directory without its catalog row is swept at start', async () => {
+  it('a release directory without its catalog row is served by no hub, left alone at start, and moved aside only by `hub orphans --quarantine`', async () => {
     const work = await tempDir();
     const key = await makeKey(work);
     const storage = path.join(work, 'storage');
     const rel = await buildServiceRelease(work, key, { version: '1.0.0' });
     const orphan = path.join(storage, 'services', 'demo-echo', '1.0.0', 'linux-x64');
-    await cp(rel.dir, orphan, { recursive: true });
     const hub = await startHubProcess(storage, key.pub);
     try {
-      expect(await readdir(path.dirname(orphan))).toEqual([]);
+      // Planted while the hub runs: a publish killed between its rename and its commit looks so.
+      await cp(rel.dir, orphan, { recursive: true });
       expect((await fetch(`${hub.url}/storage/services/demo-echo/1.0.0/linux-x64/service.zip`)).status).toBe(404);
+      expect(await (await fetch(`${hub.url}/api/services`)).json()).toEqual([]);
     } finally {
       await hub.kill();
+    }
+    const again = await startHubProcess(storage, key.pub);
+    try {
+      expect(await readdir(path.dirname(orphan))).toEqual(['linux-x64']);
+      expect((await fetch(`${again.url}/storage/services/demo-echo/1.0.0/linux-x64/service.zip`)).status).toBe(404);
+      const r = await runCli(['hub', 'orphans', '--storage', storage, '--quarantine', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await readdir(path.dirname(orphan))).toEqual([]);
+      const [stamp, ...more] = await readdir(path.join(storage, '.orphans'));
+      expect(more).toEqual([]);
+      expect(r.result).toMatchObject({ ok: true, orphans: [{ path: 'services/demo-echo/1.0.0/linux-x64', moved_to: `.orphans/${stamp!}/services/demo-echo/1.0.0/linux-x64` }] });
+      const kept = path.join(storage, '.orphans', stamp!, 'services', 'demo-echo', '1.0.0', 'linux-x64');
+      expect((await readFile(path.join(kept, 'service.zip'))).equals(await readFile(path.join(rel.dir, 'service.zip')))).toBe(true);
+    } finally {
+      await again.kill();
     }
   });
 });

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../hub/catalog.js';
+import { SqliteCatalogStore } from '../../hub/catalog/sqlite-store.js';
 import type { Hub } from '../../hub/server.js';
 import { runCli, spawnCli, waitForLine } from '../helpers/cli.js';
 import { startHub, TEST_TOKEN } from '../helpers/hub.js';
@@ -96,7 +96,7 @@ describe('POST /api/model-unavailable', () => {
     ]);
     const top = (await (await fetch(`${hub.url}/api/model-usage/ranking?limit=1`)).json()) as unknown[];
     expect(top).toEqual([{ model_id: 'marian-en-zh', request_count: 0, unavailable_count: 5, rank: 1 }]);
-    expect(hub.catalog.ranking(10).map((r) => r.model_id)).toEqual(['marian-en-zh', 'whisper-zh', 'tiny-nmt']);
+    expect((await hub.catalog.ranking(10)).map((r) => r.model_id)).toEqual(['marian-en-zh', 'whisper-zh', 'tiny-nmt']);
   });
 
   it('429 past the per-client limit, counting every request, valid or not', async () => {
@@ -122,33 +122,37 @@ describe('the catalog', () => {
       size_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, manifest TEXT NOT NULL, key_id TEXT NOT NULL, stable INTEGER NOT NULL DEFAULT 0,
       created_at TEXT NOT NULL, published_at TEXT NOT NULL, PRIMARY KEY (kind, id, version, platform));
       CREATE TABLE model_usage (model_id TEXT PRIMARY KEY, request_count INTEGER NOT NULL);
-      INSERT INTO model_usage VALUES ('whisper', 12), ('marian', 3);`);
+      INSERT INTO model_usage VALUES ('whisper', 12), ('marian', 3);
+      INSERT INTO releases VALUES ('service', 'old-svc', '1.0.0', 'linux-x64', 10, 'ab', '{}', 'K', 1, '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z');`);
     expect(old.pragma('user_version', { simple: true })).toBe(0);
     old.close();
 
-    const catalog = new Catalog(file);
+    const catalog = new SqliteCatalogStore(file);
     try {
-      expect(catalog.ranking(10)).toEqual([
+      expect(await catalog.ranking(10)).toEqual([
         { model_id: 'whisper', request_count: 12, unavailable_count: 0 },
         { model_id: 'marian', request_count: 3, unavailable_count: 0 },
       ]);
-      for (let i = 0; i < 10; i++) catalog.addUnavailable('marian', new Date().toISOString());
-      expect(catalog.ranking(1)).toEqual([{ model_id: 'marian', request_count: 3, unavailable_count: 10 }]);
+      // The release written before the rollout column: offered to every node (100 %), still stable.
+      expect(await catalog.releases('service')).toMatchObject([{ id: 'old-svc', version: '1.0.0', stable: 1, rollout: 100, size_bytes: 10 }]);
+      for (let i = 0; i < 10; i++) await catalog.addUnavailable('marian', new Date().toISOString());
+      expect(await catalog.ranking(1)).toEqual([{ model_id: 'marian', request_count: 3, unavailable_count: 10 }]);
     } finally {
-      catalog.close();
+      await catalog.close();
     }
     // Opening it again migrates nothing twice and keeps every count.
-    const again = new Catalog(file);
+    const again = new SqliteCatalogStore(file);
     try {
-      expect(again.ranking(10)).toEqual([
+      expect(await again.ranking(10)).toEqual([
         { model_id: 'marian', request_count: 3, unavailable_count: 10 },
         { model_id: 'whisper', request_count: 12, unavailable_count: 0 },
       ]);
     } finally {
-      again.close();
+      await again.close();
     }
     const check = new Database(file, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(1);
+    expect(check.pragma('user_version', { simple: true })).toBeGreaterThanOrEqual(1);
+    expect(check.prepare("SELECT name FROM sqlite_master WHERE name = 'model_unavailable'").get()).toBeDefined();
     check.close();
   });
 });

@@ -13,7 +13,11 @@ import { errorEnvelopeSchema, HUB_SCHEMAS, hubIndexSchema } from '../../hub/open
 import { openApiText } from '../../hub/openapi/text.js';
 import type { Hub } from '../../hub/server.js';
 import { openApiFile } from '../../scripts/openapi.js';
+import { delegationDocument, revocationDocument, rotationDocument } from '../../src/metadata/statements.js';
 import { modelManifestSchema, serviceManifestSchema, type Manifest } from '../../src/schemas/manifest.js';
+import { readPublicKeyFile, readSecretKeyFile } from '../../src/sign/keygen.js';
+import { formatSignature } from '../../src/sign/minisign-format.js';
+import { signBytes } from '../../src/sign/sign.js';
 import { startHub, TEST_TOKEN } from '../helpers/hub.js';
 import { buildModelRelease, buildServiceRelease, makeKey, type BuiltRelease, type TestKey } from '../helpers/releases.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -112,10 +116,10 @@ const auth = (token = TEST_TOKEN): Record<string, string> => ({ authorization: `
 const NODE_TOKEN = 'test-node-token-0123456789';
 
 /** The multipart body of a publish; `bytes` replaces the package or the first model file. */
-async function releaseForm(r: BuiltRelease, override: { manifest?: Buffer; bytes?: Buffer } = {}): Promise<FormData> {
+async function releaseForm(r: BuiltRelease, override: { manifest?: Buffer; signature?: string; bytes?: Buffer } = {}): Promise<FormData> {
   const form = new FormData();
   form.append('manifest', new Blob([override.manifest ?? (await readFile(path.join(r.dir, 'manifest.json')))]), 'manifest.json');
-  form.append('signature', new Blob([await readFile(path.join(r.dir, 'manifest.json.minisig'))]), 'manifest.json.minisig');
+  form.append('signature', new Blob([override.signature ?? (await readFile(path.join(r.dir, 'manifest.json.minisig')))]), 'manifest.json.minisig');
   const m: Manifest = r.manifest;
   if (m.kind === 'service') {
     form.append('package', new Blob([override.bytes ?? (await readFile(path.join(r.dir, 'service.zip')))]), 'service.zip');
@@ -191,6 +195,17 @@ describe('the hub answers as documented', () => {
       expect(await put([v1, model][i]!)).toBe(409);
     }
     expect((await call('PUT', publishUrl(fresh[0]!), { body: 'x', headers: { ...auth(), 'content-type': 'text/plain' } })).status).toBe(400);
+    // 507: a signed size beyond the free disk, refused before the package is read.
+    const roomy = await startHub(await tempDir(), [key], { maxUploadBytes: Number.MAX_SAFE_INTEGER });
+    const secret = await readSecretKeyFile(key.key);
+    for (const r of fresh) {
+      const m = JSON.parse(r.manifestText) as { archive?: { size: number }; files: { size: number }[] };
+      if (m.archive !== undefined) m.archive.size = 2 ** 50;
+      else m.files[0]!.size = 2 ** 50;
+      const huge = Buffer.from(JSON.stringify(m));
+      const body = await releaseForm(r, { manifest: huge, signature: formatSignature(signBytes(huge, secret)) });
+      expect((await call('PUT', publishUrl(r), { body, headers: auth() }, roomy.url)).status).toBe(507);
+    }
   });
 
   it('size limit, and the rate limit on failed authentications', async () => {
@@ -205,12 +220,25 @@ describe('the hub answers as documented', () => {
       ['POST', '/api/model-usage', async (headers) => ({ body: '{}', headers: { ...headers, 'content-type': 'application/json' } })],
       ['POST', '/api/admin/services/demo-echo/1.0.0/stable', async (headers) => ({ headers })],
       ['POST', '/api/admin/models/demo-tiny-nmt/1.0.0/stable', async (headers) => ({ headers })],
+      ['PUT', '/api/admin/metadata/delegation', async (headers) => ({ body: '{}', headers: { ...headers, 'content-type': 'application/json' } })],
+      ['POST', '/api/admin/services/demo-echo/1.0.0/rollout', async (headers) => ({ body: '{}', headers: { ...headers, 'content-type': 'application/json' } })],
+      ['POST', '/api/admin/keys/statements', async (headers) => ({ body: '{}', headers: { ...headers, 'content-type': 'application/json' } })],
     ];
     // Counted per client and route: each route's first failure is 401, the next one 429.
     for (const [method, url, init] of attempts) {
       expect((await call(method, url, await init({}), small.url)).status).toBe(401);
       expect((await call(method, url, await init(auth('wrong')), small.url)).status).toBe(429);
     }
+  });
+
+  it('staged rollout', async () => {
+    const post = (version: string, body: unknown, headers = auth()): Promise<Answer> =>
+      call('POST', `/api/admin/services/demo-echo/${version}/rollout`, { body: JSON.stringify(body), headers: { ...headers, 'content-type': 'application/json' } });
+    expect((await post('1.0.0', { percent: 30 })).json()).toEqual({ success: true, id: 'demo-echo', version: '1.0.0', rollout: 30 });
+    expect((await post('1.0.0', { percent: 100 })).json()).toMatchObject({ rollout: 100 });
+    expect((await post('1.0.0', { percent: 101 })).status).toBe(400);
+    expect((await post('7.0.0', { percent: 10 })).status).toBe(404);
+    expect((await post('1.0.0', { percent: 10 }, {})).status).toBe(401);
   });
 
   it('mark stable', async () => {
@@ -249,6 +277,48 @@ describe('the hub answers as documented', () => {
     const limited = await startHub(await tempDir(), [key], { nodeToken: NODE_TOKEN, nodeReportLimit: 1 });
     expect((await post(JSON.stringify(report), { base: limited.url })).status).toBe(202);
     expect((await post(JSON.stringify(report), { base: limited.url })).status).toBe(429);
+  });
+
+  it('signed metadata: the key, the snapshot, the delegation and key statements', async () => {
+    expect((await call('GET', '/api/metadata/key')).body.toString()).toContain('minisign public key');
+    await call('HEAD', '/api/metadata/key');
+    const snap = (await call('GET', '/api/metadata/snapshot')).json() as { serial: number };
+    expect(snap.serial).toBeGreaterThan(0);
+    expect((await call('GET', '/api/metadata/snapshot.minisig')).body.toString()).toContain('trusted comment:');
+    const delegation = (await call('GET', '/api/metadata/delegation')).body.toString('utf8');
+    const delegationSig = (await call('GET', '/api/metadata/delegation.minisig')).body.toString('utf8');
+    expect((await call('GET', '/api/keys/statements')).json()).toEqual([]);
+    const uncertified = await startHub(await tempDir(), [key], { certify: false });
+    expect((await call('GET', '/api/metadata/delegation', {}, uncertified.url)).status).toBe(404);
+    expect((await call('GET', '/api/metadata/delegation.minisig', {}, uncertified.url)).status).toBe(404);
+
+    const put = (body: unknown, base = hub.url): Promise<Answer> =>
+      call('PUT', '/api/admin/metadata/delegation', { body: JSON.stringify(body), headers: { ...auth(), 'content-type': 'application/json' } }, base);
+    expect((await put({ text: delegation, signature: delegationSig })).json()).toMatchObject({ success: true });
+    expect((await put({ text: delegation })).status).toBe(400);
+    expect((await put({ text: delegation.replace('"metadata"', '"metadata" '), signature: delegationSig })).status).toBe(400);
+    const stranger = await makeKey(await tempDir(), 'stranger');
+    expect((await put(delegationDocument(hub.metadata.publicKey, await readSecretKeyFile(stranger.key), Date.now(), 86_400_000))).status).toBe(403);
+    // A delegation of another hub's key is refused by this one.
+    expect((await put(delegationDocument(uncertified.metadata.publicKey, await readSecretKeyFile(key.key), Date.now(), 86_400_000))).status).toBe(422);
+    expect((await call('PUT', '/api/admin/metadata/delegation', { body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(401);
+
+    // On the other hub: a rotation changes which keys it accepts.
+    const post = (body: unknown): Promise<Answer> =>
+      call('POST', '/api/admin/keys/statements', { body: JSON.stringify(body), headers: { ...auth(), 'content-type': 'application/json' } }, uncertified.url);
+    const rotation = rotationDocument(await readSecretKeyFile(key.key), await readPublicKeyFile(stranger.pub), Date.now());
+    expect((await post(rotation)).json()).toEqual({ success: true, kind: 'rotation', added: true });
+    expect((await post(rotation)).json()).toEqual({ success: true, kind: 'rotation', added: false });
+    expect((await post({ text: 'x' })).status).toBe(400);
+    const other = await makeKey(await tempDir(), 'other');
+    expect((await post(revocationDocument(stranger.keyId, await readSecretKeyFile(other.key), Date.now()))).status).toBe(403);
+    expect((await post({ ...rotation, text: rotation.text.replace('rotation', 'rotatio') })).status).toBe(400);
+    // Signed by the trusted key, but neither a rotation nor a revocation.
+    expect((await post({ text: '{}', signature: formatSignature(signBytes(Buffer.from('{}'), await readSecretKeyFile(key.key))) })).status).toBe(422);
+    expect((await call('POST', '/api/admin/keys/statements', { body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(401);
+    expect(((await call('GET', '/api/keys/statements', {}, uncertified.url)).json() as unknown[]).length).toBe(1);
+    // The rotated-to key is accepted for uploads now.
+    expect(((await call('GET', '/api/keys', {}, uncertified.url)).json() as { key_id: string }[]).map((k) => k.key_id)).toContain(stranger.keyId);
   });
 
   it('catalog', async () => {

@@ -131,7 +131,7 @@ describe('model uploads whose files are not the signed ones', () => {
     await storedNothing(hub, 'models', 'up-model', '1.0.0');
   });
 
-  it('a file with other bytes of the same size, or another size → 422 CHECKSUM_MISMATCH', async () => {
+  it('a file with other bytes of the same size, or fewer → 422 CHECKSUM_MISMATCH; more → cut off at the signed size, 413 SIZE_EXCEEDED', async () => {
     const parts = await modelPartsOf(rel);
     const flip = parts.map((p) => {
       if (p.name !== 'file:model.bin') return p;
@@ -140,8 +140,10 @@ describe('model uploads whose files are not the signed ones', () => {
       return { ...p, data: b };
     });
     expect(await put(hub.url, target, flip)).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
+    const shorter = parts.map((p) => (p.name === 'file:model.bin' ? { ...p, data: Buffer.from(p.data).subarray(1) } : p));
+    expect(await put(hub.url, target, shorter)).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
     const longer = parts.map((p) => (p.name === 'file:model.bin' ? { ...p, data: Buffer.concat([Buffer.from(p.data), Buffer.from('x')]) } : p));
-    expect(await put(hub.url, target, longer)).toMatchObject({ status: 422, body: { error: 'CHECKSUM_MISMATCH' } });
+    expect(await put(hub.url, target, longer)).toMatchObject({ status: 413, body: { error: 'SIZE_EXCEEDED' } });
     await storedNothing(hub, 'models', 'up-model', '1.0.0');
   });
 
@@ -347,7 +349,7 @@ describe('an internal error', () => {
   it('answers 500 with the one envelope and no stack trace', async () => {
     const h = await startHub(await tempDir(), [key]);
     expect((await fetch(`${h.url}/api/models`)).status).toBe(200);
-    h.catalog.close();
+    await h.catalog.close();
     for (const p of ['/api/models', '/api/services?platform=linux-x64', '/api/models/anything', '/api/model-usage/ranking?limit=3']) {
       const res = await fetch(`${h.url}${p}`);
       const text = await res.text();

@@ -6,7 +6,22 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ModelhubError } from '../../src/errors.js';
-import { adapterFor, platformAdapter, renameBackoffMs, RENAME_MAX_ATTEMPTS, type PlatformAdapter } from '../../src/platform/adapter.js';
+import {
+  adapterFor,
+  decodeCommandOutput,
+  isAliveWithStartTime,
+  linuxStartTime,
+  parseProcStatStartTime,
+  parsePsLstart,
+  parseWindowsFileTime,
+  parseWmicCreationDate,
+  platformAdapter,
+  processStartTime,
+  renameBackoffMs,
+  RENAME_MAX_ATTEMPTS,
+  type PlatformAdapter,
+  type StartTimeQuery,
+} from '../../src/platform/adapter.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const linux = adapterFor('linux', 'x64');
@@ -101,6 +116,104 @@ describe('platform adapter: decisions as data', () => {
 
   it('refuses to signal pids that would hit the wrong processes', () => {
     for (const pid of [0, 1, -5, 1.5, process.pid]) expect(() => linux.terminateTree(pid, 'SIGTERM')).toThrow(/refusing/);
+  });
+});
+
+describe('process start times as data', () => {
+  // A /proc/<pid>/stat line whose command name holds spaces and parentheses; starttime (field 22) is 8675309.
+  const STAT = '4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 1 0 8675309 12345678 900 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n';
+  const BOOT = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
+
+  it('Linux: field 22 of /proc/<pid>/stat, with the boot id so that a reboot changes it', () => {
+    expect(parseProcStatStartTime(STAT)).toBe('8675309');
+    expect(linuxStartTime(STAT, `${BOOT}\n`)).toBe(`linux:${BOOT}:8675309`);
+    expect(linuxStartTime(STAT, 'another-boot')).not.toBe(linuxStartTime(STAT, BOOT));
+    expect(parseProcStatStartTime('4242 (x) S 1 2 3')).toBeNull();
+    expect(parseProcStatStartTime('no parentheses at all')).toBeNull();
+    expect(linuxStartTime('', BOOT)).toBeNull();
+  });
+
+  it('macOS: ps -o lstart= (C locale, UTC) to the second', () => {
+    const secs = Date.UTC(2025, 2, 4, 9, 15, 2) / 1000;
+    expect(parsePsLstart('Tue Mar  4 09:15:02 2025\n')).toBe(`ps:${secs}`);
+    expect(parsePsLstart('Tue Mar 4 09:15:02 2025')).toBe(`ps:${secs}`);
+    expect(parsePsLstart('Wed Dec 31 23:59:59 2025')).toBe(`ps:${Date.UTC(2025, 11, 31, 23, 59, 59) / 1000}`);
+    // One second later is another process.
+    expect(parsePsLstart('Tue Mar  4 09:15:03 2025')).not.toBe(parsePsLstart('Tue Mar  4 09:15:02 2025'));
+    // ps prints nothing (and exits 1) for a pid that does not exist.
+    for (const bad of ['', '\n', 'STARTED', 'Tue Foo  4 09:15:02 2025', '09:15:02']) expect(parsePsLstart(bad), bad).toBeNull();
+  });
+
+  it('Windows: the creation time to the microsecond, the same from PowerShell and from wmic', () => {
+    // 2025-01-06T10:11:12.123456Z, plus 7 × 100 ns that the microsecond drops.
+    const micros = BigInt(Date.UTC(2025, 0, 6, 10, 11, 12)) * 1000n + 123456n;
+    const fileTime = (micros * 10n + 7n + 116_444_736_000_000_000n).toString();
+    const expected = `win:${micros}`;
+    expect(parseWindowsFileTime(`${fileTime}\r\n`)).toBe(expected);
+    // wmic: local time and its offset from UTC in minutes; every offset gives the same instant.
+    expect(parseWmicCreationDate('\r\r\nCreationDate=20250106111112.123456+060\r\r\n\r\r\n')).toBe(expected);
+    expect(parseWmicCreationDate('CreationDate=20250106051112.123456-300')).toBe(expected);
+    expect(parseWmicCreationDate('CreationDate=20250106101112.123456+000')).toBe(expected);
+    expect(parseWmicCreationDate('CreationDate=20250106101112.123457+000')).not.toBe(expected);
+    // Errors: PowerShell's message for a pid that does not exist, wmic's "No Instance(s)".
+    expect(parseWindowsFileTime('Exception calling "GetProcessById" with "1" argument(s): "Process with an Id of 4242 is not running."')).toBeNull();
+    expect(parseWindowsFileTime('')).toBeNull();
+    expect(parseWindowsFileTime('5')).toBeNull(); // before 1970
+    expect(parseWmicCreationDate('No Instance(s) Available.\r\n')).toBeNull();
+    // wmic writes UTF-16LE (with a BOM) when its output is a pipe.
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('\r\nCreationDate=20250106101112.123456+000\r\n', 'utf16le')]);
+    expect(parseWmicCreationDate(decodeCommandOutput(utf16))).toBe(expected);
+    expect(decodeCommandOutput(Buffer.from('133806342721234567\r\n'))).toBe('133806342721234567\r\n');
+  });
+
+  it('names the command each OS reads a start time with (Linux reads /proc, no command)', () => {
+    expect(linux.startTimeQueries(4242)).toEqual([]);
+    const [ps, ...rest] = darwin.startTimeQueries(4242);
+    expect(rest).toEqual([]);
+    expect(ps).toMatchObject({ command: '/bin/ps', args: ['-o', 'lstart=', '-p', '4242'], env: { LC_ALL: 'C', TZ: 'UTC' } });
+    const winQ = adapterFor('win32', 'x64', { env: { SystemRoot: 'D:\\Windows' } }).startTimeQueries(4242);
+    expect(winQ.map((q) => [q.command, q.args])).toEqual([
+      ['D:\\Windows\\System32\\wbem\\WMIC.exe', ['process', 'where', 'ProcessId=4242', 'get', 'CreationDate', '/value']],
+      [
+        'D:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe',
+        ['-NoLogo', '-NoProfile', '-NonInteractive', '-Command', '[System.Diagnostics.Process]::GetProcessById(4242).StartTime.ToFileTimeUtc()'],
+      ],
+    ]);
+    for (const a of [linux, darwin, win]) expect(a.startTimeQueries(0)).toEqual([]);
+  });
+
+  it('runs the queries in order until one answers, and compares before calling a live pid the recorded process', () => {
+    // Stand-ins for wmic (absent: null), PowerShell and ps; the pid is a live one (the parent of
+    // this test process), so isAlive holds and the start time decides.
+    const pid = process.ppid;
+    const ran: string[] = [];
+    const fileTime = (BigInt(Date.UTC(2025, 0, 6)) * 10_000n + 116_444_736_000_000_000n).toString();
+    const fakeWin = adapterFor('win32', 'x64', {
+      env: { SystemRoot: 'C:\\Windows' },
+      runQuery: (q: StartTimeQuery) => {
+        ran.push(path.win32.basename(q.command));
+        return q.command.endsWith('WMIC.exe') ? null : Buffer.from(`${fileTime}\r\n`);
+      },
+    });
+    const recorded = `win:${BigInt(Date.UTC(2025, 0, 6)) * 1000n}`;
+    expect(fakeWin.processStartTime(pid)).toBe(recorded);
+    expect(ran).toEqual(['WMIC.exe', 'powershell.exe']);
+    expect(fakeWin.isAliveWithStartTime(pid, recorded)).toBe(true);
+    expect(fakeWin.isAliveWithStartTime(pid, 'win:1')).toBe(false);
+    expect(fakeWin.isAliveWithStartTime(pid, null)).toBe(true);
+    // A dead pid is not alive whatever its record, and nothing is run to find out.
+    ran.length = 0;
+    expect(fakeWin.isAliveWithStartTime(2 ** 22 + 12345, recorded)).toBe(false);
+    expect(ran).toEqual([]);
+
+    const fakeMac = adapterFor('darwin', 'arm64', { runQuery: () => Buffer.from('Mon Jan  6 00:00:00 2025\n') });
+    expect(fakeMac.processStartTime(pid)).toBe(`ps:${Date.UTC(2025, 0, 6) / 1000}`);
+    expect(fakeMac.isAliveWithStartTime(pid, `ps:${Date.UTC(2025, 0, 6) / 1000}`)).toBe(true);
+    expect(fakeMac.isAliveWithStartTime(pid, `ps:${Date.UTC(2025, 0, 6) / 1000 - 1}`)).toBe(false);
+    // When no query answers (ps failed), a live pid is not taken for the recorded process.
+    const failing = adapterFor('darwin', 'arm64', { runQuery: () => null });
+    expect(failing.processStartTime(pid)).toBeNull();
+    expect(failing.isAliveWithStartTime(pid, `ps:${Date.UTC(2025, 0, 6) / 1000}`)).toBe(false);
   });
 });
 
@@ -438,6 +551,43 @@ describe('process trees, for real on Linux', () => {
     expect(linux.commandLine(2 ** 22 + 12345)).toBeNull();
     expect(win.commandLine(process.pid)).toBeNull();
     expect(darwin.commandLine(process.pid)).toBeNull();
+  });
+
+  it('reads start times from /proc: stable for a process, different for another, with the boot id', async () => {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const own = linux.processStartTime(process.pid);
+    expect(own).toMatch(new RegExp(`^linux:${bootId}:\\d+$`));
+    expect(processStartTime(process.pid)).toBe(own);
+    const child = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+    const pid = child.pid ?? 0;
+    started.push(pid);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    const st = linux.processStartTime(pid);
+    expect(st).toMatch(/^linux:/);
+    expect(linux.processStartTime(pid)).toBe(st); // read again: the same
+    expect(st).not.toBe(own);
+    // In the same terms as ps: starttime in clock ticks since boot, as /proc/<pid>/stat has it.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    expect(st).toBe(`linux:${bootId}:${ticks}`);
+    expect(linux.isAliveWithStartTime(pid, st)).toBe(true);
+    expect(isAliveWithStartTime(pid, st)).toBe(true);
+    expect(linux.isAliveWithStartTime(pid, null)).toBe(true);
+    const earlier = st!.replace(/\d+$/, (t) => String(Number(t) - 1));
+    expect(linux.isAliveWithStartTime(pid, earlier)).toBe(false);
+    expect(linux.isAliveWithStartTime(pid, `linux:another-boot:${ticks}`)).toBe(false);
+
+    // terminateTree refuses a live pid recorded with another start time: nothing is signalled.
+    expect(linux.terminateTree(pid, 'SIGTERM', earlier)).toBe(false);
+    expect(linux.terminateTree(pid, 'SIGTERM', `linux:another-boot:${ticks}`)).toBe(false);
+    expect(linux.isAlive(pid)).toBe(true);
+    // With its own start time it is signalled, and SIGTERM (not an earlier signal) ended it.
+    expect(linux.terminateTree(pid, 'SIGTERM', st)).toBe(true);
+    expect(await exited).toBe('SIGTERM');
+    expect(linux.processStartTime(pid)).toBeNull();
+    expect(linux.isAliveWithStartTime(pid, st)).toBe(false);
+    expect(linux.processStartTime(2 ** 22 + 12345)).toBeNull();
+    expect(linux.processStartTime(0)).toBeNull();
   });
 
   it('counts a zombie (exited, never reaped) as dead', async () => {

@@ -10,7 +10,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModelhubError } from '../../src/errors.js';
 import { platformAdapter } from '../../src/platform/adapter.js';
 import { choosePort } from '../../src/runtime/ports.js';
-import { BIND_WATCH_MS, isAlive, isSupervisorProcess, probeHealth, startService, stopService, supervisorScript, waitHealthy, type RunningService, type StartRequest } from '../../src/runtime/manager.js';
+import {
+  BIND_WATCH_MS,
+  isAlive,
+  isSupervisorProcess,
+  probeHealth,
+  recordedProcess,
+  startService,
+  stopService,
+  supervisorScript,
+  waitHealthy,
+  type RunningService,
+  type StartRequest,
+} from '../../src/runtime/manager.js';
 import type { ServiceJson } from '../../src/schemas/service.js';
 import { tempDir } from '../helpers/tmp.js';
 import { DIST_MANAGER, demoService, nodeService, startedPids, stopAll, until } from './helpers.js';
@@ -291,6 +303,58 @@ describe('runtime manager: start, health, stop', () => {
       expect(isSupervisorProcess(pid)).toBe(false);
       expect(await stopService(pid, { graceMs: 200 })).toEqual({ forced: false });
       expect(isAlive(pid)).toBe(true);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it('returns the supervisor start time; stopService never signals the pid for a record with another start time (a reused pid)', async () => {
+    const { dir, service } = await demoService(root, { id: 'reused-pid' });
+    const r = await start(dir, service);
+    await healthy(r, service);
+    expect(r.startTime).toMatch(/^linux:[0-9a-f-]+:\d+$/);
+    expect(r.startTime).toBe(platformAdapter.processStartTime(r.pid));
+    // The record of a process that held this pid before: it started one clock tick earlier.
+    const earlier = r.startTime!.replace(/\d+$/, (t) => String(Number(t) - 1));
+    expect(recordedProcess(r.pid, r.startTime)).toBe('running');
+    expect(recordedProcess(r.pid, earlier)).toBe('reused');
+    expect(recordedProcess(r.pid, null)).toBe('running'); // a record without a start time: it is a supervisor
+
+    // The live process passes the supervisor command-line check; only the start time tells.
+    expect(isSupervisorProcess(r.pid)).toBe(true);
+    expect(await stopService(r.pid, { graceMs: 500, startTime: earlier })).toEqual({ forced: false });
+    expect(isAlive(r.pid)).toBe(true);
+    expect(isAlive(r.servicePid)).toBe(true);
+    expect(await probeHealth(r.port, service.health_check)).toBe(true);
+
+    expect(await stopService(r.pid, { graceMs: 3000, startTime: r.startTime })).toEqual({ forced: false });
+    expect(isAlive(r.pid)).toBe(false);
+    expect(isAlive(r.servicePid)).toBe(false);
+    expect(recordedProcess(r.pid, r.startTime)).toBe('gone');
+  });
+
+  it('with a start time, still stops an orphaned group whose supervisor died', async () => {
+    const pidFile = path.join(root, 'grandchild-4.pid');
+    const { dir, service } = await nodeService(root, 'orphans-st', TREE_SOURCE, {}, { GRANDCHILD_PID_FILE: pidFile });
+    const r = await start(dir, service);
+    await healthy(r, service);
+    const grandchild = Number(await readFile(pidFile, 'utf8'));
+    process.kill(r.pid, 'SIGKILL');
+    expect(await until(() => !isAlive(r.pid))).toBe(true);
+    expect(isAlive(r.servicePid)).toBe(true);
+    expect(recordedProcess(r.pid, r.startTime)).toBe('gone');
+    await stopService(r.pid, { graceMs: 2000, startTime: r.startTime });
+    expect(isAlive(r.servicePid)).toBe(false);
+    expect(isAlive(grandchild)).toBe(false);
+  });
+
+  it('a record without a start time keeps the command-line check: a live pid that is no supervisor is "reused"', async () => {
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' });
+    const pid = other.pid ?? 0;
+    try {
+      expect(recordedProcess(pid, null)).toBe('reused');
+      expect(recordedProcess(pid, undefined)).toBe('reused');
+      expect(recordedProcess(pid, platformAdapter.processStartTime(pid))).toBe('running');
     } finally {
       other.kill('SIGKILL');
     }

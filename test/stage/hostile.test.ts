@@ -317,14 +317,15 @@ describe('stageArchive refuses hostile archives', () => {
   });
 
   it('a name colliding with a directory created for another file (file after directory)', async () => {
-    // An inconsistent manifest (the schema rules would refuse it): "app" is a file and a directory.
+    // An inconsistent manifest: "app" is a file and a directory. The stager applies the one
+    // path rule set (src/schemas/safe-path.ts) to the manifest's list before writing anything.
     const manifestFiles = [...files, { path: 'app', data: 'x' }];
-    await expectRefused([...goodEntries(), { name: 'app', data: 'x' }], 'UNSAFE_ARCHIVE', ['app'], { manifestFiles });
+    await expectRefused([...goodEntries(), { name: 'app', data: 'x' }], 'MANIFEST_INVALID', ['"app"', 'both a file and a directory'], { manifestFiles });
   });
 
   it('a name colliding with a directory created for another file (directory after file)', async () => {
     const manifestFiles = [{ path: 'app', data: 'x' }, ...files];
-    await expectRefused([{ name: 'app', data: 'x' }, ...goodEntries()], 'UNSAFE_ARCHIVE', ['app'], { manifestFiles });
+    await expectRefused([{ name: 'app', data: 'x' }, ...goodEntries()], 'MANIFEST_INVALID', ['"app"', 'both a file and a directory'], { manifestFiles });
   });
 
   it('not a zip at all, and a truncated zip', async () => {

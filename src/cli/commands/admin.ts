@@ -5,6 +5,20 @@ import { ModelhubError } from '../../errors.js';
 import { action, globalsOf, UsageError } from '../run.js';
 
 
+function hubAndToken(cmd: Command): { url: string; token: string } {
+  const hub = globalsOf(cmd).hub ?? process.env.MODELHUB_HUB;
+  if (hub === undefined || hub === '') throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
+  const token = process.env.MODELHUB_ADMIN_TOKEN;
+  if (token === undefined || token === '') throw new ModelhubError('UNAUTHORIZED', 'MODELHUB_ADMIN_TOKEN is not set');
+  return { url: hub, token };
+}
+
+function percentOf(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 100) throw new UsageError(`${what}: "${text}" is not a whole percentage from 0 to 100`);
+  return n;
+}
+
 export function registerAdminCommands(program: Command): void {
   program
     .command('keygen')
@@ -65,16 +79,34 @@ export function registerAdminCommands(program: Command): void {
     .description('upload what pack wrote in DIR, with manifest.json.minisig (token from $MODELHUB_ADMIN_TOKEN)')
     .argument('<dir>')
     .option('--stable', 'mark the version stable')
+    .option('--rollout <percent>', 'a staged rollout: offer this service release to PERCENT % of nodes at first (0-100)')
     .action(
       action(async (out, cmd, dir: string) => {
-        const o = cmd.opts<{ stable?: boolean }>();
-        const hub = globalsOf(cmd).hub ?? process.env.MODELHUB_HUB;
-        if (hub === undefined || hub === '') throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
-        const token = process.env.MODELHUB_ADMIN_TOKEN;
-        if (token === undefined || token === '') throw new ModelhubError('UNAUTHORIZED', 'MODELHUB_ADMIN_TOKEN is not set');
+        const o = cmd.opts<{ stable?: boolean; rollout?: string }>();
+        const hub = hubAndToken(cmd);
+        const rollout = o.rollout === undefined ? undefined : percentOf(o.rollout, '--rollout');
         const { publishDir } = await import('../../admin/publish-client.js');
-        const r = await publishDir(dir, { hub, token, stable: o.stable === true });
-        out.result({ ...r }, `published ${r.kind} ${r.id} ${r.version}${r.platform ? ` (${r.platform})` : ''}${r.stable ? ', stable' : ''}`);
+        const r = await publishDir(dir, { hub: hub.url, token: hub.token, stable: o.stable === true, rollout });
+        out.result(
+          { ...r, ...(rollout !== undefined ? { rollout } : {}) },
+          `published ${r.kind} ${r.id} ${r.version}${r.platform ? ` (${r.platform})` : ''}${r.stable ? ', stable' : ''}${rollout !== undefined ? `, rolled out to ${rollout} %` : ''}`,
+        );
+      }),
+    );
+
+  program
+    .command('rollout')
+    .description("set the share of nodes a service version is offered to as latest: 0 halts a rollout, 100 completes it")
+    .argument('<id>')
+    .argument('<version>')
+    .argument('<percent>', '0-100')
+    .action(
+      action(async (out, cmd, id: string, version: string, percentText: string) => {
+        const percent = percentOf(percentText, 'PERCENT');
+        const hub = hubAndToken(cmd);
+        const { setRollout } = await import('../../admin/publish-client.js');
+        const r = await setRollout({ hub: hub.url, token: hub.token, id, version, percent });
+        out.result({ id: r.id, version: r.version, rollout: r.rollout }, `${r.id} ${r.version} rolled out to ${r.rollout} % of nodes`);
       }),
     );
 }

@@ -76,10 +76,19 @@ function requireHub(cmd: Command): void {
   if (hubOf(cmd) === undefined) throw new UsageError('no hub: pass --hub URL or set MODELHUB_HUB');
 }
 
+/**
+ * $MODELHUB_LEASE_TTL_MS: how long a job's holder on another host (a home on a shared disk)
+ * may stay silent before its job is taken over; default 15 s.
+ */
+function leaseTtlOf(env: NodeJS.ProcessEnv): { leaseTtlMs?: number } {
+  const ms = Number(env.MODELHUB_LEASE_TTL_MS);
+  return env.MODELHUB_LEASE_TTL_MS !== undefined && Number.isInteger(ms) && ms >= 100 ? { leaseTtlMs: ms } : {};
+}
+
 /** The engine and the trust store are loaded on use: read-only commands start faster. */
 async function openEngine(cmd: Command): Promise<Engine> {
   const { Engine } = await import('../../engine/engine.js');
-  return new Engine({ home: homeOf(cmd), hub: hubOf(cmd), ...downloadOptionsOf(cmd) });
+  return new Engine({ home: homeOf(cmd), hub: hubOf(cmd), ...downloadOptionsOf(cmd), ...leaseTtlOf(process.env) });
 }
 
 /** Runs `body` with an engine that is closed afterwards, whatever happens. */
@@ -279,7 +288,12 @@ export function registerNodeCommands(program: Command): void {
   trust.command('list').action(
     action(async (out, cmd) => {
       const keys = await (await trustStore(cmd)).list();
-      out.result({ keys: keys.map((k) => ({ key_id: k.key_id, file: k.file })) }, keys.map((k) => k.key_id).join('\n') || 'no trusted keys');
+      const describe = (k: (typeof keys)[number]): string =>
+        `${k.key_id}  ${k.source === 'rotated' ? `rotated from ${k.rotated_from ?? '?'}` : 'added'}${k.revoked_by !== null ? `  REVOKED by ${k.revoked_by}` : ''}`;
+      out.result(
+        { keys: keys.map((k) => ({ key_id: k.key_id, file: k.file, source: k.source, rotated_from: k.rotated_from, revoked: k.revoked_by !== null, revoked_by: k.revoked_by, revoked_at: k.revoked_at })) },
+        keys.map(describe).join('\n') || 'no trusted keys',
+      );
     }),
   );
   trust

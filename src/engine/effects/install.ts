@@ -1,9 +1,9 @@
 // The install machine's effects, supplied through installMachine.provide(). Each one is
 // idempotent and safe to run again after a crash (NOTES: restored invoked actors restart).
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
-import { latestVersion } from '../../schemas/versions.js';
 import type {
   CleanUpInput,
   CommitInput,
@@ -27,6 +27,7 @@ import type {
   VerifyArchiveInput,
   VerifyManifestInput,
 } from '../../../machines/install.js';
+import { latestForNode } from '../../metadata/rollout.js';
 import { DISK_MARGIN_BYTES, downloadFile } from '../../download/download.js';
 import { healthBudgetMs } from '../../schemas/service.js';
 import { ModelhubError, toModelhubError } from '../../errors.js';
@@ -35,7 +36,7 @@ import { serviceManifestSchema } from '../../schemas/manifest.js';
 import { parseJsonOrThrow } from '../../schemas/parse.js';
 import { stageArchive } from '../../stage/stage.js';
 import { Prestager, prestageMarker, verifyPrestaged } from '../../stage/prestage.js';
-import { effect } from '../effect.js';
+import { guardedEffect } from '../effect.js';
 import { exists, fsyncDir, removeDirAtomically } from '../fs-util.js';
 import type { JobHandle } from '../runner.js';
 import { SpeedMeter } from '../progress.js';
@@ -45,6 +46,33 @@ import type { EngineContext } from './context.js';
 export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
 export const CHECKPOINT_MS = 1000;
 
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** A signature by a key this node has revoked is KEY_REVOKED, not merely an unknown key. */
+export async function revokedAsKeyRevoked<T>(ctx: EngineContext, verify: () => Promise<T> | T): Promise<T> {
+  try {
+    return await verify();
+  } catch (err) {
+    const keyId = err instanceof ModelhubError && err.code === 'UNTRUSTED_KEY' ? err.details['keyId'] : undefined;
+    if (typeof keyId === 'string' && (await ctx.trust.revokedIds()).has(keyId)) {
+      throw new ModelhubError('KEY_REVOKED', `the release is signed by key ${keyId}, which was revoked`, { details: { keyId }, cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Refreshes the revocations from the hub (best effort) and refuses a revoked signer. */
+export async function assertNotRevoked(ctx: EngineContext, keyId: string, signal: AbortSignal): Promise<void> {
+  try {
+    await ctx.trust.applyStatements(await ctx.requireHub().keyStatements(signal));
+  } catch {
+    // The hub is unreachable or has no statements: what the node already knows still applies.
+  }
+  if ((await ctx.trust.revokedIds()).has(keyId)) throw new ModelhubError('KEY_REVOKED', `the release is signed by key ${keyId}, which was revoked after it was verified`, { details: { keyId } });
+}
+
 /** The downloaded package with its partial and sidecar files. */
 async function removeArchive(archivePath: string): Promise<void> {
   for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) await rm(f, { force: true });
@@ -52,28 +80,56 @@ async function removeArchive(archivePath: string): Promise<void> {
 
 export function installEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
   const { home, adapter, runtime, progress, jobs } = ctx;
+  const effect = guardedEffect(job);
 
   return {
     resolveRelease: effect<ResolveInput, ResolvedRelease>(async ({ request }, signal) => {
       const hub = ctx.requireHub();
-      const detail = await hub.service(request.id, signal);
-      // Without a version: the newest one released for this platform (full releases first).
-      const version = request.version ?? latestVersion(detail.versions.filter((v) => v.platforms[request.platform] !== undefined).map((v) => v.version));
-      if (version === null) {
-        throw new ModelhubError(detail.versions.length === 0 ? 'VERSION_NOT_FOUND' : 'PLATFORM_NOT_SUPPORTED', `service ${request.id} has no published version for ${request.platform}`, {
-          details: { versions: detail.versions.map((v) => v.version) },
-        });
-      }
-      const entry = detail.versions.find((v) => v.version === version);
-      if (entry === undefined) {
-        throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no version ${version}`, { details: { versions: detail.versions.map((v) => v.version) } });
-      }
-      if (entry.platforms[request.platform] === undefined) {
-        throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `service ${request.id} ${version} has no release for ${request.platform}`, {
-          details: { platforms: Object.keys(entry.platforms) },
-        });
+      const meta = await ctx.metadata.load(hub, signal);
+      let version: string;
+      let listedSha256: string | null = null;
+      if (meta.snapshot !== null) {
+        // Which versions exist, and which is latest, only from the signed snapshot (SPEC §11).
+        const byPlatform = meta.snapshot.services[request.id];
+        if (byPlatform === undefined) throw new ModelhubError('NOT_FOUND', `service ${request.id} is not in the hub's signed catalog`);
+        const entry = byPlatform[request.platform as keyof typeof byPlatform];
+        if (entry === undefined) {
+          throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `service ${request.id} has no release for ${request.platform}`, { details: { platforms: Object.keys(byPlatform) } });
+        }
+        // Latest for this node: staged rollouts offer a release to a share of nodes only.
+        const latest = latestForNode(entry.versions, ctx.nodeId(), request.id);
+        if (request.version === null) {
+          if (latest === null) throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no released version for ${request.platform}`);
+          // Offered as latest: this node never goes below it again without --allow-downgrade.
+          ctx.metadata.raiseFloor('service', request.id, latest);
+        }
+        // A node already ahead of what it is offered now (a rollout it was in was halted) keeps
+        // what it has: "latest" never asks it to go back.
+        const current = ctx.registry.installedState(request.id).current;
+        const ahead = request.version === null && current !== null && entry.versions[current] !== undefined && semver.gt(current, latest!);
+        version = request.version ?? (ahead ? current : latest!);
+        const listed = entry.versions[version];
+        if (listed === undefined) throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no version ${version} in the hub's signed catalog`, { details: { versions: Object.keys(entry.versions) } });
+        listedSha256 = listed.manifest_sha256;
+      } else {
+        // No certified metadata: an explicit version only (its manifest is signed); never "latest".
+        if (request.version === null) throw new ModelhubError('UNTRUSTED_KEY', `cannot resolve the latest version of ${request.id}: ${meta.why}`);
+        version = request.version;
+        const detail = await hub.service(request.id, signal);
+        const entry = detail.versions.find((v) => v.version === version);
+        if (entry === undefined) {
+          throw new ModelhubError('VERSION_NOT_FOUND', `service ${request.id} has no version ${version}`, { details: { versions: detail.versions.map((v) => v.version) } });
+        }
+        if (entry.platforms[request.platform] === undefined) {
+          throw new ModelhubError('PLATFORM_NOT_SUPPORTED', `service ${request.id} ${version} has no release for ${request.platform}`, {
+            details: { platforms: Object.keys(entry.platforms) },
+          });
+        }
       }
       const { manifestText, signatureText } = await hub.serviceManifest(request.id, version, request.platform, signal);
+      if (listedSha256 !== null && sha256Hex(manifestText) !== listedSha256) {
+        throw new ModelhubError('MANIFEST_MISMATCH', `the manifest served for ${request.id} ${version} is not the one the hub's signed snapshot lists`);
+      }
       return {
         version,
         manifestText,
@@ -84,16 +140,19 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     }),
 
     verifyManifest: effect<VerifyManifestInput, VerifiedRelease>(async ({ request, release }) => {
-      const { manifest, keyId } = ctx.verifyRelease({
-        id: request.id,
-        version: release.version,
-        platform: request.platform,
-        allowDowngrade: request.allowDowngrade,
-        installedCurrent: release.installed.current,
-        manifestText: release.manifestText,
-        signatureText: release.signatureText,
-        trustedKeys: await ctx.trust.keys(),
-      });
+      const { manifest, keyId } = await revokedAsKeyRevoked(ctx, async () =>
+        ctx.verifyRelease({
+          id: request.id,
+          version: release.version,
+          platform: request.platform,
+          allowDowngrade: request.allowDowngrade,
+          installedCurrent: release.installed.current,
+          manifestText: release.manifestText,
+          signatureText: release.signatureText,
+          trustedKeys: await ctx.trust.keys(),
+        }),
+      );
+      ctx.metadata.assertAboveFloor('service', request.id, release.version, request.allowDowngrade);
       // Room for the download and the unpacked files, checked before anything is fetched.
       const unpacked = manifest.files.reduce((n, f) => n + f.size, 0);
       await mkdir(home.root, { recursive: true });
@@ -122,6 +181,34 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       let checkpoint = { bytes: 0, t: ctx.now() };
       let lastRow = 0;
       let started = false;
+      // While the network is away the job says so (SPEC §10), and `downloading` again once it answers.
+      let phase: 'downloading' | 'waiting_for_network' = 'downloading';
+      let p = { bytesDone: 0, bytesTotal: input.archive.size };
+      const report = (force: boolean): void => {
+        const t = ctx.now();
+        const s = meter.sample(p.bytesDone, t);
+        const flowing = phase === 'downloading';
+        const ev = {
+          jobId: job.jobId,
+          kind: 'install' as const,
+          target: job.target(),
+          phase,
+          bytesDone: p.bytesDone,
+          bytesTotal: p.bytesTotal,
+          speedBps: flowing ? s.speedBps : 0,
+          etaSeconds: flowing ? s.etaSeconds(p.bytesTotal) : null,
+          ts: t,
+        };
+        progress.emit(ev);
+        if (force || t - lastRow >= 250) {
+          lastRow = t;
+          jobs.setProgress(job.jobId, ev);
+        }
+        if (p.bytesDone - checkpoint.bytes >= CHECKPOINT_BYTES && t - checkpoint.t >= CHECKPOINT_MS) {
+          checkpoint = { bytes: p.bytesDone, t };
+          job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal });
+        }
+      };
       try {
         const r = await downloadFile({
           url: input.archive.url,
@@ -129,40 +216,32 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           expectedSize: input.archive.size,
           expectedSha256: input.archive.sha256,
           fetch: ctx.fetch,
+          // A holder that lost its lease (taken over) writes no further byte.
+          guard: () => job.assertLease(),
           signal,
           stallTimeoutMs: ctx.stallTimeoutMs,
+          maxNetworkWaitMs: ctx.maxNetworkWaitMs,
+          maxConnections: ctx.maxConnectionsPerDownload,
+          bandwidth: ctx.bandwidth,
+          connectionPool: ctx.connectionPool,
           // The archive is a cache whose hash is checked again before any reuse; the staged
           // files are what must survive a power cut, and they are fsynced.
           durable: false,
+          // The prestager follows the contiguous prefix on disk; bytes it read that become void
+          // (a restart from zero, a refetch after a wrong hash, a deleted part) stop it.
           onFlushed: (n) => prestager?.flushedTo(n),
           onRestart: () => prestager?.abandon('the download restarted from zero'),
-          onProgress: (p) => {
-            const t = ctx.now();
+          onNetworkWait: (waiting) => {
+            phase = waiting ? 'waiting_for_network' : 'downloading';
+            report(true);
+          },
+          onProgress: (e) => {
             if (!started) {
               started = true;
-              progress.hooks.emit('downloadStart', { jobId: job.jobId, target: job.target(), url: input.archive.url, bytesTotal: p.bytesTotal, resumedFrom: p.resumedFrom });
+              progress.hooks.emit('downloadStart', { jobId: job.jobId, target: job.target(), url: input.archive.url, bytesTotal: e.bytesTotal, resumedFrom: e.resumedFrom });
             }
-            const s = meter.sample(p.bytesDone, t);
-            const ev = {
-              jobId: job.jobId,
-              kind: 'install' as const,
-              target: job.target(),
-              phase: 'downloading',
-              bytesDone: p.bytesDone,
-              bytesTotal: p.bytesTotal,
-              speedBps: s.speedBps,
-              etaSeconds: s.etaSeconds(p.bytesTotal),
-              ts: t,
-            };
-            progress.emit(ev);
-            if (t - lastRow >= 250) {
-              lastRow = t;
-              jobs.setProgress(job.jobId, ev);
-            }
-            if (p.bytesDone - checkpoint.bytes >= CHECKPOINT_BYTES && t - checkpoint.t >= CHECKPOINT_MS) {
-              checkpoint = { bytes: p.bytesDone, t };
-              job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal });
-            }
+            p = { bytesDone: e.bytesDone, bytesTotal: e.bytesTotal };
+            report(false);
           },
         });
         progress.hooks.emit('downloadComplete', { jobId: job.jobId, target: job.target(), bytes: r.size, sha256: r.sha256 });
@@ -188,6 +267,8 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     }),
 
     stageRelease: effect<StageInput, StageOutput>(async (input, signal) => {
+      // A key revoked since the manifest was verified: nothing it signed is switched in.
+      await assertNotRevoked(ctx, input.keyId, signal);
       const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
       const stagingDir = home.stagingDir(input.id, input.jobId);
       await mkdir(home.serviceDir(input.id), { recursive: true });
@@ -243,6 +324,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     }),
 
     commitRelease: effect<CommitInput, CommitOutput>(async ({ id, version, previous, archivePath }) => {
+      ctx.metadata.raiseFloor('service', id, version);
       // Keep current + previous, and whatever version still runs (after --no-start updates).
       const keep = new Set([version, previous, runtime.running(id)?.version ?? null].filter((v): v is string => v !== null));
       const serviceDir = home.serviceDir(id);

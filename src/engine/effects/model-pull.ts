@@ -1,6 +1,7 @@
 // The model pull machine's effects. Files download into <models>/<id>/.partial-<version>/,
 // three at a time, each resumable and checked against the signed manifest; a failed or
 // interrupted pull leaves that directory for the next pull to resume (seed 002).
+import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type {
@@ -18,11 +19,11 @@ import { modelManifestSchema } from '../../schemas/manifest.js';
 import { assertManifestConsistent } from '../../schemas/manifest-rules.js';
 import { parseJsonOrThrow } from '../../schemas/parse.js';
 import { verifyOrThrow } from '../../sign/verify.js';
-import { effect } from '../effect.js';
+import { guardedEffect } from '../effect.js';
 import { exists, fsyncDir } from '../fs-util.js';
 import { SpeedMeter } from '../progress.js';
 import type { JobHandle } from '../runner.js';
-import { CHECKPOINT_BYTES, CHECKPOINT_MS } from './install.js';
+import { CHECKPOINT_BYTES, CHECKPOINT_MS, revokedAsKeyRevoked } from './install.js';
 import type { EngineContext } from './context.js';
 
 /** Seed 003 §1.5: at most three files at once. */
@@ -33,15 +34,41 @@ export function partialDir(ctx: EngineContext, id: string, version: string): str
 }
 
 export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
+  const effect = guardedEffect(job);
   return {
     resolveModel: effect<ResolveModelInput, ResolvedModel>(async ({ request }, signal) => {
       const hub = ctx.requireHub();
-      const detail = await hub.model(request.id, signal);
-      const version = request.version ?? detail.default_version;
-      if (version === null || !detail.versions.some((v) => v.version === version)) {
-        throw new ModelhubError('VERSION_NOT_FOUND', `model ${request.id} has no version ${version ?? '(none published)'}`, { details: { versions: detail.versions.map((v) => v.version) } });
+      const meta = await ctx.metadata.load(hub, signal);
+      let version: string | null;
+      let listedSha256: string | null = null;
+      if (meta.snapshot !== null) {
+        // The default version and the versions that exist, only from the signed snapshot.
+        const entry = meta.snapshot.models[request.id];
+        if (entry === undefined) throw new ModelhubError('NOT_FOUND', `model ${request.id} is not in the hub's signed catalog`);
+        if (request.version === null && entry.default_version !== null) {
+          // Versions of a model live side by side, so an explicit older one is fine; but the
+          // default the hub offers never goes below what this node had or was offered.
+          ctx.metadata.assertAboveFloor('model', request.id, entry.default_version, false);
+          ctx.metadata.raiseFloor('model', request.id, entry.default_version);
+        }
+        version = request.version ?? entry.default_version;
+        const listed = version === null ? undefined : entry.versions[version];
+        if (version === null || listed === undefined) {
+          throw new ModelhubError('VERSION_NOT_FOUND', `model ${request.id} has no version ${version ?? '(none published)'} in the hub's signed catalog`, { details: { versions: Object.keys(entry.versions) } });
+        }
+        listedSha256 = listed.manifest_sha256;
+      } else {
+        if (request.version === null) throw new ModelhubError('UNTRUSTED_KEY', `cannot resolve the default version of ${request.id}: ${meta.why}`);
+        version = request.version;
+        const detail = await hub.model(request.id, signal);
+        if (!detail.versions.some((v) => v.version === version)) {
+          throw new ModelhubError('VERSION_NOT_FOUND', `model ${request.id} has no version ${version}`, { details: { versions: detail.versions.map((v) => v.version) } });
+        }
       }
       const { manifestText, signatureText } = await hub.modelManifest(request.id, version, signal);
+      if (listedSha256 !== null && createHash('sha256').update(manifestText, 'utf8').digest('hex') !== listedSha256) {
+        throw new ModelhubError('MANIFEST_MISMATCH', `the manifest served for model ${request.id} ${version} is not the one the hub's signed snapshot lists`);
+      }
       const installed = ctx.registry.models().find((m) => m.id === request.id)?.versions ?? [];
       return { version, manifestText, signatureText, installedVersions: installed };
     }),
@@ -49,7 +76,7 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
     verifyModelManifest: effect<VerifyModelInput, VerifiedModel>(async ({ id, resolved }) => {
       const keys = await ctx.trust.keys();
       if (keys.length === 0) throw new ModelhubError('UNTRUSTED_KEY', 'the trust store is empty: add the publisher key with `modelhub trust add KEY.pub`');
-      const { keyId } = verifyOrThrow({ message: Buffer.from(resolved.manifestText, 'utf8'), signature: resolved.signatureText, trustedKeys: keys });
+      const { keyId } = await revokedAsKeyRevoked(ctx, () => verifyOrThrow({ message: Buffer.from(resolved.manifestText, 'utf8'), signature: resolved.signatureText, trustedKeys: keys }));
       const m = parseJsonOrThrow(modelManifestSchema, resolved.manifestText, 'MANIFEST_INVALID', 'manifest');
       assertManifestConsistent(m);
       if (m.id !== id || m.version !== resolved.version) {
@@ -73,13 +100,17 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
       const meter = new SpeedMeter();
       let checkpoint = { bytes: 0, t: ctx.now() };
       let lastRow = 0;
-      const report = (): void => {
+      // Files whose download waits for the network: the job says `waiting_for_network` meanwhile (SPEC §10).
+      const waiting = new Set<string>();
+      const report = (force = false): void => {
         const bytes = [...done.values()].reduce((a, b) => a + b, 0);
         const t = ctx.now();
         const s = meter.sample(bytes, t);
-        const ev = { jobId: job.jobId, kind: 'model_pull' as const, target: job.target(), phase: 'downloading', bytesDone: bytes, bytesTotal: total, speedBps: s.speedBps, etaSeconds: s.etaSeconds(total), ts: t };
+        const flowing = waiting.size === 0;
+        const phase = flowing ? 'downloading' : 'waiting_for_network';
+        const ev = { jobId: job.jobId, kind: 'model_pull' as const, target: job.target(), phase, bytesDone: bytes, bytesTotal: total, speedBps: flowing ? s.speedBps : 0, etaSeconds: flowing ? s.etaSeconds(total) : null, ts: t };
         ctx.progress.emit(ev);
-        if (t - lastRow >= 250) {
+        if (force || t - lastRow >= 250) {
           lastRow = t;
           ctx.jobs.setProgress(job.jobId, ev);
         }
@@ -100,13 +131,25 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
             expectedSize: file.size,
             expectedSha256: file.sha256,
             fetch: ctx.fetch,
+            // A holder that lost its lease (taken over) writes no further byte.
+            guard: () => job.assertLease(),
             signal,
             stallTimeoutMs: ctx.stallTimeoutMs,
+            maxNetworkWaitMs: ctx.maxNetworkWaitMs,
+            // Big files in segments, within the engine's connection limit shared by the three files.
+            maxConnections: ctx.maxConnectionsPerDownload,
+            connectionPool: ctx.connectionPool,
+            bandwidth: ctx.bandwidth,
+            onNetworkWait: (w) => {
+              if (w) waiting.add(file.path);
+              else waiting.delete(file.path);
+              report(true);
+            },
             onProgress: (p) => {
               done.set(file.path, p.bytesDone);
               report();
             },
-          });
+          }).finally(() => waiting.delete(file.path));
           done.set(file.path, file.size);
           report();
         }
@@ -117,6 +160,7 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
 
     installModel: effect<InstallModelInput, { path: string }>(async ({ id, version, stagingDir }) => {
       const target = ctx.home.modelDir(id, version);
+      ctx.metadata.raiseFloor('model', id, version);
       if (await exists(stagingDir)) {
         if (await exists(target)) await rm(target, { recursive: true, force: true });
         await rename(stagingDir, target);

@@ -3,12 +3,14 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
 import type { RemoveInput, RemoveOutput, StopServiceInput } from '../../../machines/uninstall.js';
-import { effect } from '../effect.js';
+import { guardedEffect } from '../effect.js';
+import type { JobHandle } from '../runner.js';
 import { exists, removeDirAtomically } from '../fs-util.js';
 import type { EngineContext } from './context.js';
 
-export function uninstallEffects(ctx: EngineContext) {
+export function uninstallEffects(ctx: EngineContext, job: JobHandle) {
   const { home, adapter, runtime, registry } = ctx;
+  const effect = guardedEffect(job);
   return {
     stopService: effect<StopServiceInput, { stopped: boolean }>(async ({ id, version }) => {
       const current = registry.installedState(id).current;
