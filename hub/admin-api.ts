@@ -1,5 +1,6 @@
 // Admin answers: publish (receive → check → commit), mark stable, model demand, keys.
 import { statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
@@ -24,7 +25,7 @@ import {
 import { commitRelease } from './admin/commit.js';
 import { IncomingUpload } from './admin/incoming.js';
 import { json, type HubResponse } from './response.js';
-import { incomingOwnerPrefix, type StorageLayout } from './storage-layout.js';
+import { incomingOwnerPrefix, recordsSubdir, type StorageLayout } from './storage-layout.js';
 
 export interface AdminContext {
   catalog: CatalogStore;
@@ -44,6 +45,8 @@ const modelTarget = z.object({ id: idSchema, version: versionSchema });
 
 /** What a verified manifest lets follow it: the package fields, each capped at its signed size. */
 interface Plan {
+  /** Where the manifest and signature go inside the release folder (recordsSubdir). */
+  records: string;
   /** Bytes of all package fields together, as signed. */
   signedBytes: number;
   /** The largest single package field, as signed (checked against maxUploadBytes). */
@@ -64,6 +67,7 @@ function unexpected(field: string): ModelhubError {
 function servicePlan(signed: Signed<ServiceManifest>): Plan {
   const size = signed.manifest.archive.size;
   return {
+    records: recordsSubdir('service'),
     signedBytes: size,
     largestBytes: size,
     place(field) {
@@ -78,6 +82,7 @@ function modelPlan(signed: Signed<ModelManifest>): Plan {
   const sizes = new Map(signed.manifest.files.map((f) => [f.path, f.size]));
   const all = [...sizes.values()];
   return {
+    records: recordsSubdir('model'),
     signedBytes: all.reduce((a, b) => a + b, 0),
     largestBytes: all.reduce((a, b) => Math.max(a, b), 0),
     place(field) {
@@ -89,7 +94,8 @@ function modelPlan(signed: Signed<ModelManifest>): Plan {
       if (!isSafeRelativePath(p)) throw new ModelhubError('INVALID_REQUEST', `unsafe model file path in field "${field}"`);
       const size = sizes.get(p);
       if (size === undefined) throw new ModelhubError('MANIFEST_INVALID', `uploaded files not in the manifest: ${p}`, { details: { path: p } });
-      return { key: `${MODEL_FILE_PREFIX}${p}`, dest: `files/${p}`, limit: size };
+      // At its manifest path: the release folder's layout is the URL layout.
+      return { key: `${MODEL_FILE_PREFIX}${p}`, dest: p, limit: size };
     },
     finish: async (upload, now) => checkModelUpload(upload, signed, now),
   };
@@ -173,8 +179,8 @@ async function receive(
         plan = planFor(manifest, signature);
         await admit(ctx, plan);
         upload = await IncomingUpload.create(ctx.layout.incomingDir, incomingOwnerPrefix());
-        await upload.receive(PART_MANIFEST, 'manifest.json', Readable.from([manifest]), MAX_MANIFEST_BYTES);
-        await upload.receive(PART_SIGNATURE, 'manifest.json.minisig', Readable.from([signature]), MAX_SIGNATURE_BYTES);
+        await upload.receive(PART_MANIFEST, path.posix.join(plan.records, 'manifest.json'), Readable.from([manifest]), MAX_MANIFEST_BYTES);
+        await upload.receive(PART_SIGNATURE, path.posix.join(plan.records, 'manifest.json.minisig'), Readable.from([signature]), MAX_SIGNATURE_BYTES);
         continue;
       }
       if (plan === undefined || upload === undefined) {

@@ -1,9 +1,11 @@
 // The thin layer: routes map requests onto the resolvers in catalog-api / storage-api /
-// admin-api, which answer with data; this file alone writes answers to sockets.
+// admin-api, which answer with data; this file writes answers to sockets (a file's bytes through
+// file-body.ts's writer).
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { ModelhubError, isErrorCode, type ErrorCode } from '../src/errors.js';
 import type { PublicKey } from '../src/sign/minisign-format.js';
@@ -11,6 +13,8 @@ import type { Platform } from '../src/schemas/common.js';
 import { openCatalog, parseCatalogUrl } from './catalog/open.js';
 import type { CatalogStore } from './catalog/store.js';
 import { StorageLayout, sweepIncoming } from './storage-layout.js';
+import { migrateModelLayout } from './storage-migrate.js';
+import { FileBody, writeFileBody } from './file-body.js';
 import { envelope, errorResponse, type HubResponse } from './response.js';
 import * as catalogApi from './catalog-api.js';
 import * as storageApi from './storage-api.js';
@@ -22,6 +26,8 @@ import { HubMetadata } from './metadata/hub-metadata.js';
 import { loadOrCreateMetadataKey } from './metadata/metadata-key.js';
 import type { SignedDocument } from '../src/metadata/formats.js';
 import { packageVersion } from '../src/meta/package.js';
+import { parseOrThrow } from '../src/schemas/parse.js';
+import { z } from 'zod';
 import { hubIndex, openApiDocument } from './openapi/serve.js';
 
 export interface HubOptions {
@@ -58,7 +64,36 @@ export interface HubOptions {
   metadataTtlSeconds?: number;
   /** A publisher's delegation of the metadata key (certify-hub-key --out), stored at start. */
   metadataDelegation?: SignedDocument;
+  /**
+   * `--accel-redirect PREFIX`: /storage/… files are answered, after the catalog check, with
+   * `X-Accel-Redirect: PREFIX/<path below the storage folder>` and no body, for nginx in front
+   * (deploy/nginx/modelhub.conf) to send from an `internal` location aliasing the storage folder.
+   */
+  accelRedirect?: string;
+  /**
+   * `--trust-proxy ADDR[,ADDR…]`: proxies (addresses or CIDR ranges, e.g. nginx in front on
+   * 127.0.0.1) whose X-Forwarded-For names the client, so that the per-client rate limits count
+   * clients, not the proxy. None by default: the header is then ignored, as anyone can send it.
+   */
+  trustProxy?: readonly string[];
 }
+
+/** One trusted proxy: an IPv4 or IPv6 address, optionally with a CIDR prefix length. */
+export const trustedProxySchema = z.string().refine((v) => {
+  const [address = '', bits, ...rest] = v.split('/');
+  const family = net.isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or a CIDR range such as 127.0.0.1 or 10.0.0.0/8');
+
+/** An X-Accel-Redirect prefix: an absolute URI path nginx can route on, without a trailing '/'. */
+export const accelPrefixSchema = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@\/-]*$/, 'must be an absolute URI path such as /_storage (no "?", "#", "%", spaces or "..")')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain a ".." segment')
+  .transform((p) => p.replace(/\/+$/, ''));
 
 export interface RegisteredRoute {
   method: string;
@@ -80,7 +115,13 @@ export interface Hub {
 type Params = Record<string, string>;
 type Query = Record<string, string | undefined>;
 
-function write(reply: FastifyReply, res: HubResponse): FastifyReply {
+async function write(reply: FastifyReply, res: HubResponse): Promise<FastifyReply> {
+  if (res.body instanceof FileBody) {
+    // Past fastify's reply path: a file's bytes go from a few reused buffers to the socket.
+    reply.hijack();
+    await writeFileBody(reply.raw, res.status, res.headers, res.body);
+    return reply;
+  }
   reply.code(res.status).headers(res.headers);
   return res.body === null ? reply.send() : reply.send(res.body);
 }
@@ -109,13 +150,19 @@ export async function createHub(options: HubOptions): Promise<Hub> {
 }
 
 async function startOn(options: HubOptions, layout: StorageLayout, catalog: CatalogStore): Promise<Hub> {
-  // Only temp uploads of dead hub processes: release folders are never touched at start, so a
-  // hub can start while another one sharing the storage folder publishes (orphan release
-  // folders are an operator's call: `modelhub hub orphans`).
+  const accelPrefix = options.accelRedirect === undefined ? undefined : parseOrThrow(accelPrefixSchema, options.accelRedirect, 'INVALID_REQUEST', 'accelRedirect');
+  const trustProxy = parseOrThrow(z.array(trustedProxySchema), options.trustProxy ?? [], 'INVALID_REQUEST', 'trustProxy');
+  // Temp uploads of dead hub processes only; orphan release folders are an operator's call
+  // (`modelhub hub orphans`), so a hub can start while another one sharing the storage folder
+  // publishes.
   await sweepIncoming(layout);
+  // Model folders an older hub wrote, into the URL layout: each under its release's lock, so
+  // never one a publish is writing.
+  await migrateModelLayout(layout, catalog, (line) => process.stderr.write(`${line}\n`));
 
   const app = Fastify({
     logger: options.logger ?? false,
+    trustProxy: trustProxy.length === 0 ? false : trustProxy,
     bodyLimit: 1 << 20,
     routerOptions: { maxParamLength: 1024 },
     // A URL fastify cannot even route (a malformed percent-encoding) still gets the one envelope.
@@ -138,6 +185,7 @@ async function startOn(options: HubOptions, layout: StorageLayout, catalog: Cata
     acceptedKeys: () => metadata.acceptedKeys(),
     maxUploadBytes: options.maxUploadBytes ?? 64 * 1024 ** 3,
   };
+  const storage: storageApi.StorageContext = { catalog, layout, accelPrefix };
 
   app.setErrorHandler((err: unknown, req, reply) => {
     // Refused before the body was read to its end (a publish whose signature failed, a package
@@ -208,13 +256,13 @@ async function startOn(options: HubOptions, layout: StorageLayout, catalog: Cata
   app.get('/api/models', async (_req, reply) => write(reply, await catalogApi.listModels(catalog)));
   app.get<{ Params: Params }>('/api/models/:id', async (req, reply) => write(reply, await catalogApi.getModel(catalog, req.params.id ?? '')));
   app.get<{ Params: Params }>('/api/models/:id/:version/manifest', async (req, reply) =>
-    write(reply, await storageApi.modelManifest(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', 'manifest.json')),
+    write(reply, await storageApi.modelManifest(req, storage, req.params.id ?? '', req.params.version ?? '', 'manifest.json')),
   );
   app.get<{ Params: Params }>('/api/models/:id/:version/manifest.minisig', async (req, reply) =>
-    write(reply, await storageApi.modelManifest(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', 'manifest.json.minisig')),
+    write(reply, await storageApi.modelManifest(req, storage, req.params.id ?? '', req.params.version ?? '', 'manifest.json.minisig')),
   );
   app.get<{ Params: Params }>('/storage/models/:id/:version/*', async (req, reply) =>
-    write(reply, await storageApi.modelFile(req, catalog, layout, req.params.id ?? '', req.params.version ?? '', req.raw.url ?? '')),
+    write(reply, await storageApi.modelFile(req, storage, req.params.id ?? '', req.params.version ?? '', req.raw.url ?? '')),
   );
   app.get<{ Querystring: Query }>('/api/services', async (req, reply) => write(reply, await catalogApi.listServices(catalog, req.query.platform)));
   app.get<{ Params: Params }>('/api/services/:id', async (req, reply) => write(reply, await catalogApi.getService(catalog, req.params.id ?? '')));
@@ -222,16 +270,16 @@ async function startOn(options: HubOptions, layout: StorageLayout, catalog: Cata
     write(reply, await catalogApi.checksum(catalog, req.params.id ?? '', req.params.version ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
   );
   app.get<{ Params: Params }>('/api/services/:id/:version/:platform/manifest', async (req, reply) =>
-    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'manifest.json')),
+    write(reply, await storageApi.serviceFile(req, storage, req.params, 'manifest.json')),
   );
   app.get<{ Params: Params }>('/api/services/:id/:version/:platform/manifest.minisig', async (req, reply) =>
-    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'manifest.json.minisig')),
+    write(reply, await storageApi.serviceFile(req, storage, req.params, 'manifest.json.minisig')),
   );
   app.get<{ Params: Params }>('/storage/services/:id/:version/:platform/service.zip', async (req, reply) =>
-    write(reply, await storageApi.serviceFile(req, catalog, layout, req.params, 'service.zip')),
+    write(reply, await storageApi.serviceFile(req, storage, req.params, 'service.zip')),
   );
   app.get<{ Params: Params; Querystring: Query }>('/storage/services/:id/:file', async (req, reply) =>
-    write(reply, await storageApi.legacyServiceZip(req, catalog, layout, req.params.id ?? '', req.params.file ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
+    write(reply, await storageApi.legacyServiceZip(req, storage, req.params.id ?? '', req.params.file ?? '', req.query.platform ?? options.defaultPlatform ?? 'linux-x64')),
   );
   app.get('/api/keys', async (_req, reply) => write(reply, await adminApi.listKeys(ctx)));
   app.get('/api/keys/statements', async (_req, reply) => write(reply, await metadataApi.keyStatements(metadata)));

@@ -8,10 +8,23 @@ import { Readable } from 'node:stream';
 import type { CatalogStore } from './catalog/store.js';
 import { findModelRelease, findServiceRelease } from './catalog-api.js';
 import { fail, type HubResponse } from './response.js';
-import { noneMatch, serveFile, type RequestLike } from './serve-file.js';
-import type { StorageLayout } from './storage-layout.js';
+import { accelRedirect, noneMatch, serveFile, type RequestLike, type StoredFile } from './serve-file.js';
+import type { RecordName, StorageLayout } from './storage-layout.js';
 
-type ServiceFileName = 'service.zip' | 'manifest.json' | 'manifest.json.minisig';
+export interface StorageContext {
+  catalog: CatalogStore;
+  layout: StorageLayout;
+  /** `--accel-redirect PREFIX`: nginx sends the bytes of /storage/… files (no trailing '/'). */
+  accelPrefix?: string;
+}
+
+/** A release's file (package or model file) after the catalog check: sent here, or by nginx. */
+function blob(req: RequestLike, ctx: StorageContext, file: StoredFile): Promise<HubResponse> {
+  if (ctx.accelPrefix !== undefined) return accelRedirect(ctx.accelPrefix, ctx.layout.urlPath(file.path), file);
+  return serveFile(req, file);
+}
+
+type ServiceFileName = 'service.zip' | RecordName;
 
 const CONTENT_TYPES: Record<ServiceFileName, string> = {
   'service.zip': 'application/zip',
@@ -28,23 +41,15 @@ async function smallFile(req: RequestLike, file: string, contentType: string): P
   return { status: 200, headers: { 'Content-Type': contentType, ETag: etag, 'Content-Length': bytes.length }, body: req.method === 'HEAD' ? Readable.from([]) : bytes };
 }
 
-export async function serviceFile(
-  req: RequestLike,
-  catalog: CatalogStore,
-  layout: StorageLayout,
-  params: Record<string, string>,
-  name: ServiceFileName,
-): Promise<HubResponse> {
+export async function serviceFile(req: RequestLike, ctx: StorageContext, params: Record<string, string>, name: ServiceFileName): Promise<HubResponse> {
   const id = params.id ?? '';
   const version = params.version ?? '';
   const platform = params.platform ?? '';
-  const found = await findServiceRelease(catalog, id, version, platform);
+  const found = await findServiceRelease(ctx.catalog, id, version, platform);
   if ('error' in found) return found.error;
-  const dir = layout.serviceDir(id, version, platform);
-  if (name !== 'service.zip') return smallFile(req, path.join(dir, name), CONTENT_TYPES[name]);
-  return serveFile(req, {
-    root: dir,
-    relPath: 'service.zip',
+  if (name !== 'service.zip') return smallFile(req, ctx.layout.serviceRecord(id, version, platform, name), CONTENT_TYPES[name]);
+  return blob(req, ctx, {
+    path: path.join(ctx.layout.serviceDir(id, version, platform), 'service.zip'),
     sha256: found.row.sha256,
     contentType: CONTENT_TYPES[name],
     downloadName: `${id}-${version}.zip`,
@@ -52,44 +57,23 @@ export async function serviceFile(
 }
 
 /** Older clients: /storage/services/{id}/{version}.zip, for ?platform= or the default one. */
-export async function legacyServiceZip(
-  req: RequestLike,
-  catalog: CatalogStore,
-  layout: StorageLayout,
-  id: string,
-  file: string,
-  platform: string,
-): Promise<HubResponse> {
+export async function legacyServiceZip(req: RequestLike, ctx: StorageContext, id: string, file: string, platform: string): Promise<HubResponse> {
   if (!file.endsWith('.zip')) return fail('NOT_FOUND', `no such file "${file}"`);
-  return serviceFile(req, catalog, layout, { id, version: file.slice(0, -'.zip'.length), platform }, 'service.zip');
+  return serviceFile(req, ctx, { id, version: file.slice(0, -'.zip'.length), platform }, 'service.zip');
 }
 
-export async function modelManifest(
-  req: RequestLike,
-  catalog: CatalogStore,
-  layout: StorageLayout,
-  id: string,
-  version: string,
-  name: 'manifest.json' | 'manifest.json.minisig',
-): Promise<HubResponse> {
-  const found = await findModelRelease(catalog, id, version);
+export async function modelManifest(req: RequestLike, ctx: StorageContext, id: string, version: string, name: RecordName): Promise<HubResponse> {
+  const found = await findModelRelease(ctx.catalog, id, version);
   if ('error' in found) return found.error;
-  return smallFile(req, path.join(layout.modelDir(id, version), name), name === 'manifest.json' ? CONTENT_TYPES['manifest.json'] : CONTENT_TYPES['manifest.json.minisig']);
+  return smallFile(req, ctx.layout.modelRecord(id, version, name), CONTENT_TYPES[name]);
 }
 
 /**
  * `rawUrl` is the undecoded request target. It is decoded exactly once, so "%252e%252e"
  * stays the literal "%2e%2e" and matches no file.
  */
-export async function modelFile(
-  req: RequestLike,
-  catalog: CatalogStore,
-  layout: StorageLayout,
-  id: string,
-  version: string,
-  rawUrl: string,
-): Promise<HubResponse> {
-  const found = await findModelRelease(catalog, id, version);
+export async function modelFile(req: RequestLike, ctx: StorageContext, id: string, version: string, rawUrl: string): Promise<HubResponse> {
+  const found = await findModelRelease(ctx.catalog, id, version);
   if ('error' in found) return found.error;
   const rawPath = rawUrl.split('?')[0] ?? '';
   const segments = rawPath.split('/');
@@ -103,9 +87,8 @@ export async function modelFile(
   }
   const entry = found.manifest.files.find((f) => f.path === filePath);
   if (entry === undefined) return fail('NOT_FOUND', `model ${id} ${version} has no file "${filePath}"`);
-  return serveFile(req, {
-    root: path.join(layout.modelDir(id, version), 'files'),
-    relPath: entry.path,
+  return blob(req, ctx, {
+    path: ctx.layout.modelFile(id, version, entry.path),
     sha256: entry.sha256,
     contentType: 'application/octet-stream',
     downloadName: path.posix.basename(entry.path),

@@ -5,8 +5,19 @@ import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fsyncDir } from '../src/fs/durable.js';
-import { isSafeRelativePath } from '../src/schemas/common.js';
+import { RECORDS_DIR, unsafePathReason } from '../src/schemas/safe-path.js';
 import type { CatalogStore, ReleaseKind } from './catalog/store.js';
+
+export type RecordName = 'manifest.json' | 'manifest.json.minisig';
+
+/**
+ * Where a release's signed manifest and signature sit inside its folder. A service's folder
+ * holds one served file with a fixed name (service.zip), so they sit beside it; a model's files
+ * have any names its publisher chose, so its records go to the reserved RECORDS_DIR.
+ */
+export function recordsSubdir(kind: ReleaseKind): string {
+  return kind === 'model' ? RECORDS_DIR : '';
+}
 
 export class StorageLayout {
   readonly root: string;
@@ -33,14 +44,34 @@ export class StorageLayout {
     return this.inside(path.join(this.root, 'services', id, version, platform));
   }
 
+  /**
+   * The folder served at /storage/models/<id>/<version>/: the model's files at their manifest
+   * paths (the URL layout, so a static copy of the storage folder is a mirror), beside
+   * .modelhub/ with the signed manifest (modelRecord). Older hubs kept the files below files/;
+   * migrateModelLayout converts such folders at start.
+   */
   modelDir(id: string, version: string): string {
     return this.inside(path.join(this.root, 'models', id, version));
   }
 
-  /** A model's files sit under files/ so that no file name can collide with its manifest. */
   modelFile(id: string, version: string, filePath: string): string {
-    if (!isSafeRelativePath(filePath)) throw new Error(`unsafe model file path: ${JSON.stringify(filePath)}`);
-    return this.inside(path.join(this.modelDir(id, version), 'files', filePath));
+    const why = unsafePathReason(filePath);
+    if (why !== undefined) throw new Error(`unsafe model file path ${JSON.stringify(filePath)}: ${why}`);
+    return this.inside(path.join(this.modelDir(id, version), filePath));
+  }
+
+  /** The signed manifest or its signature of a model release: models/<id>/<version>/.modelhub/<name>. */
+  modelRecord(id: string, version: string, name: RecordName): string {
+    return this.inside(path.join(this.modelDir(id, version), recordsSubdir('model'), name));
+  }
+
+  serviceRecord(id: string, version: string, platform: string, name: RecordName): string {
+    return this.inside(path.join(this.serviceDir(id, version, platform), recordsSubdir('service'), name));
+  }
+
+  /** A path under the root as it appears in URLs below /storage/: relative, '/'-separated. */
+  urlPath(file: string): string {
+    return path.relative(this.root, this.inside(file)).split(path.sep).join('/');
   }
 
   /** Defence in depth: whatever the caller validated, nothing resolves outside the root. */
@@ -181,10 +212,6 @@ function stamp(now: Date): string {
   return now.toISOString().replace(/:/g, '-');
 }
 
-function shown(layout: StorageLayout, p: string): string {
-  return path.relative(layout.root, p).split(path.sep).join('/');
-}
-
 /**
  * Release folders without a catalog row: left by a publish killed between moving its files
  * into place and its commit, or older than a catalog restored from a backup. No hub lists or
@@ -192,8 +219,9 @@ function shown(layout: StorageLayout, p: string): string {
  * lock (CatalogStore.withReleaseLock), so a publish still in flight on any hub is never taken
  * for an orphan. With `quarantine`, each is moved — never deleted — to
  * `<storage>/.orphans/<timestamp>/<path below the storage root>`, with a log line, so an
- * operator can put it back. Only `modelhub hub orphans` runs this: a hub's start touches no
- * release folder, so hubs sharing a storage folder can start while another publishes.
+ * operator can put it back. Only `modelhub hub orphans` runs this: a hub's start moves no
+ * release folder (it only converts old-layout model folders in place, under the same lock), so
+ * hubs sharing a storage folder can start while another publishes.
  */
 export async function findOrphans(
   layout: StorageLayout,
@@ -207,7 +235,7 @@ export async function findOrphans(
   for (const f of await releaseFolders(layout)) {
     const orphan = await catalog.withReleaseLock(f.kind, f.id, f.version, f.platform, async (row): Promise<Orphan | undefined> => {
       if (row !== undefined) return undefined;
-      const from = shown(layout, f.dir);
+      const from = layout.urlPath(f.dir);
       if (options.quarantine !== true) return { path: from };
       base ??= await freshDir(layout.orphansDir, stamp(now));
       const to = path.join(base, path.relative(layout.root, f.dir));
@@ -219,11 +247,11 @@ export async function findOrphans(
       } catch (err) {
         // Left where it is: no reader reaches it without a row.
         const error = (err as Error).message;
-        log(`hub: ${from} has no catalog row and could not be moved to ${shown(layout, to)}: ${error}; left in place`);
+        log(`hub: ${from} has no catalog row and could not be moved to ${layout.urlPath(to)}: ${error}; left in place`);
         return { path: from, error };
       }
-      log(`hub: ${from} has no catalog row (an interrupted publish, or a catalog older than the storage folder); moved to ${shown(layout, to)}, nothing deleted`);
-      return { path: from, moved_to: shown(layout, to) };
+      log(`hub: ${from} has no catalog row (an interrupted publish, or a catalog older than the storage folder); moved to ${layout.urlPath(to)}, nothing deleted`);
+      return { path: from, moved_to: layout.urlPath(to) };
     });
     if (orphan !== undefined) found.push(orphan);
   }

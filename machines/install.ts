@@ -6,6 +6,8 @@ import { assign, setup } from 'xstate';
 import { inert } from './inert.js';
 import { errorInfoOf, type ErrorInfo } from './errors.js';
 import { INSTALL_RESTART_TABLE, MAX_RESTORES, type RestartRule } from './restart-table.js';
+import type { DownloadSource, SourceUse } from '../src/download/sources.js';
+import type { DeltaFetchResult } from '../src/delta/service-delta.js';
 
 export interface InstallRequest {
   id: string;
@@ -51,7 +53,25 @@ export interface DownloadOutput {
   resumedFrom: number;
   /** The files were staged while downloading (to be checked by the stage step). */
   prestaged?: boolean;
+  /** Who completed the download: a mirror, the hub, or 'local' (SPEC §12). Absent in logs of older nodes. */
+  source?: DownloadSource;
+  /** Every source asked, with the bytes it sent and why it was left (a mirror that failed). */
+  sources?: SourceUse[];
+  /**
+   * A delta update (src/delta): no package was downloaded; the release's files were gathered by
+   * SHA-256 into `delta.dir`, the unchanged ones from installed versions and the others read
+   * with Range requests out of the package. `path` is then the package's would-be path (its
+   * `.delta` folder's base), `size` and `sha256` are 0 and ''.
+   */
+  delta?: DeltaSummary;
+  /** Why a delta update was not possible (or not worth it) and the whole package was downloaded. */
+  deltaFallback?: { reason: string; message: string };
 }
+/** What a delta update gathered and fetched (src/delta/service-delta.ts), and from which source. */
+export type DeltaSummary = DeltaFetchResult & {
+  /** The source the entries came from (a mirror's base URL or the hub's); null when nothing was fetched. */
+  source: string | null;
+};
 export interface StageOutput {
   stagingDir: string;
   files: number;
@@ -142,7 +162,11 @@ export interface StageInput {
   version: string;
   archivePath: string;
   manifestText: string;
+  /** Kept with the version as its proof (`<version>/.modelhub/`, src/engine/version-proof.ts). */
+  signatureText: string;
   prestaged: boolean;
+  /** A delta update: the content folder to stage from instead of the package (DownloadOutput.delta). */
+  contentDir?: string | null;
 }
 export interface SwitchInput {
   jobId: string;
@@ -387,7 +411,9 @@ export const installMachine = setup({
           version: context.release!.version,
           archivePath: context.download!.path,
           manifestText: context.release!.manifestText,
+          signatureText: context.release!.signatureText,
           prestaged: context.download!.prestaged === true,
+          contentDir: context.download!.delta?.dir ?? null,
         }),
         onDone: { target: 'switching', actions: assign({ staged: ({ event }) => event.output }) },
         onError: { target: 'cleaning_up', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },

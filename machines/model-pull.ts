@@ -4,6 +4,8 @@ import { assign, setup } from 'xstate';
 import { inert } from './inert.js';
 import { errorInfoOf, type ErrorInfo } from './errors.js';
 import { MAX_RESTORES, MODEL_PULL_RESTART_TABLE } from './restart-table.js';
+import type { SourceUse } from '../src/download/sources.js';
+import type { StoreUse } from '../src/store/model-files.js';
 
 export interface ModelPullInput {
   jobId: string;
@@ -54,11 +56,21 @@ export interface DownloadModelInput {
   version: string;
   files: VerifiedModel['files'];
 }
+export interface DownloadModelOutput {
+  stagingDir: string;
+  /** Every source asked (mirrors, the hub), with the files and bytes each served (SPEC §12). Absent in logs of older nodes. */
+  sources?: SourceUse[];
+  /** Files taken from the node's blob store instead of the network, and files added to it (src/store/blobs.ts). */
+  store?: StoreUse;
+}
 export interface InstallModelInput {
   jobId: string;
   id: string;
   version: string;
   stagingDir: string;
+  /** Kept with the version as its proof (`<version>/.modelhub/`, src/engine/version-proof.ts). */
+  manifestText: string;
+  signatureText: string;
 }
 export interface CleanUpModelInput {
   jobId: string;
@@ -79,7 +91,7 @@ export const modelPullMachine = setup({
   actors: {
     resolveModel: inert<ResolveModelInput, ResolvedModel>(),
     verifyModelManifest: inert<VerifyModelInput, VerifiedModel>(),
-    downloadModelFiles: inert<DownloadModelInput, { stagingDir: string }>(),
+    downloadModelFiles: inert<DownloadModelInput, DownloadModelOutput>(),
     installModel: inert<InstallModelInput, { path: string }>(),
     cleanUpModel: inert<CleanUpModelInput, { removed: string[] }>(),
   },
@@ -177,7 +189,14 @@ export const modelPullMachine = setup({
       invoke: {
         id: 'installModel',
         src: 'installModel',
-        input: ({ context }) => ({ jobId: context.jobId, id: context.request.id, version: context.resolved!.version, stagingDir: context.stagingDir! }),
+        input: ({ context }) => ({
+          jobId: context.jobId,
+          id: context.request.id,
+          version: context.resolved!.version,
+          stagingDir: context.stagingDir!,
+          manifestText: context.resolved!.manifestText,
+          signatureText: context.resolved!.signatureText,
+        }),
         onDone: { target: 'committed', actions: assign({ path: ({ event }) => event.output.path }) },
         onError: { target: 'cleaning_up', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
       },

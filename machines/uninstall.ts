@@ -1,4 +1,5 @@
-// The uninstall job: stop the service if it runs, then remove the pointer and the versions.
+// The uninstall job: stop the service if it runs, then remove the pointer and the versions (of
+// a service), or remove a model's versions and free the blobs no other version uses.
 // Both steps are idempotent, so recovery simply redoes them (restart-table.ts).
 import { assign, setup } from 'xstate';
 import { inert } from './inert.js';
@@ -7,7 +8,8 @@ import { MAX_RESTORES, UNINSTALL_RESTART_TABLE } from './restart-table.js';
 
 export interface UninstallInput {
   jobId: string;
-  request: { id: string; version: string | null };
+  /** `kind`: a service (the default, and what logs of older nodes mean) or a model. */
+  request: { id: string; version: string | null; kind?: 'service' | 'model' };
 }
 
 export interface UninstallContext extends UninstallInput {
@@ -23,15 +25,20 @@ export interface StopServiceInput {
   id: string;
   /** null: whatever version runs; otherwise only if that version runs. */
   version: string | null;
+  /** A model has nothing to stop. */
+  kind?: 'service' | 'model';
 }
 export interface RemoveInput {
   jobId: string;
   id: string;
   version: string | null;
+  kind?: 'service' | 'model';
 }
 export interface RemoveOutput {
   removed: string[];
   current: string | null;
+  /** A model's files that no other version uses any more, freed from the blob store (src/store/blobs.ts). */
+  blobsFreed?: { count: number; bytes: number };
 }
 
 
@@ -66,7 +73,7 @@ export const uninstallMachine = setup({
       invoke: {
         id: 'stopService',
         src: 'stopService',
-        input: ({ context }) => ({ id: context.request.id, version: context.request.version }),
+        input: ({ context }) => ({ id: context.request.id, version: context.request.version, kind: context.request.kind ?? 'service' }),
         onDone: { target: 'removing' },
         onError: { target: 'failed', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
       },
@@ -77,7 +84,7 @@ export const uninstallMachine = setup({
       invoke: {
         id: 'removeVersions',
         src: 'removeVersions',
-        input: ({ context }) => ({ jobId: context.jobId, id: context.request.id, version: context.request.version }),
+        input: ({ context }) => ({ jobId: context.jobId, id: context.request.id, version: context.request.version, kind: context.request.kind ?? 'service' }),
         onDone: { target: 'committed', actions: assign({ removed: ({ event }) => event.output.removed, current: ({ event }) => event.output.current }) },
         onError: { target: 'failed', actions: assign({ error: ({ event }) => errorInfoOf(event.error) }) },
       },

@@ -8,11 +8,15 @@ import { toDirectedGraph } from 'xstate/graph';
 import { installMachine } from '../machines/install.js';
 import { uninstallMachine } from '../machines/uninstall.js';
 import { modelPullMachine } from '../machines/model-pull.js';
+import { rebuildMachine } from '../machines/rebuild.js';
+import { repairMachine } from '../machines/repair.js';
 
 export const MACHINES: Record<string, AnyStateMachine> = {
   install: installMachine,
   uninstall: uninstallMachine,
   'model-pull': modelPullMachine,
+  rebuild: rebuildMachine,
+  repair: repairMachine,
 };
 
 interface GraphNode {

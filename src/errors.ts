@@ -70,11 +70,21 @@ export class ModelhubError extends Error {
   }
 }
 
-/** Wrap anything thrown into the family, keeping a ModelhubError as it is. */
+/** Codes of "the disk (or the quota) is full", from the file system and from SQLite. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+export function isDiskFull(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && DISK_FULL_CODES.has(String((err as { code?: unknown }).code));
+}
+
+/**
+ * Wrap anything thrown into the family, keeping a ModelhubError as it is. A full disk is
+ * INSUFFICIENT_DISK wherever it happens (a write, a rename, an append to engine.db).
+ */
 export function toModelhubError(err: unknown, fallback: ErrorCode = 'INTERNAL'): ModelhubError {
   if (err instanceof ModelhubError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new ModelhubError(fallback, message, { cause: err });
+  return new ModelhubError(isDiskFull(err) ? 'INSUFFICIENT_DISK' : fallback, message, { cause: err });
 }
 
 /** The HTTP status the hub answers with for each code (SPEC §4). */

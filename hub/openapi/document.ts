@@ -35,7 +35,7 @@ export function buildOpenApiDocument(version: string): OpenApiDocument {
     tags: [
       { name: 'meta', description: 'The hub itself.' },
       { name: 'catalog', description: 'What is published, as JSON.' },
-      { name: 'storage', description: 'Signed manifests and the files they pin.' },
+      { name: 'storage', description: "Signed manifests and the files they pin. Below /storage/ the URLs are the storage folder's layout, so a static copy of its models/ and services/ folders is a mirror." },
       { name: 'admin', description: 'Publishing and demand; bearer token, failed authentications rate limited.' },
       { name: 'node', description: 'What nodes report; the node bearer token, every request rate limited.' },
       { name: 'metadata', description: "Signed, fresh metadata: the catalog snapshot signed by the hub's online key, the publisher's delegation of that key, key rotations and revocations." },

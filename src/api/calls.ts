@@ -56,6 +56,8 @@ const handlers: { [M in ModelhubMethod]: (engine: Engine, args: CallArguments[M]
   stop: (engine, [id]) => engine.stop(id),
   status: (engine) => engine.status(),
   jobEvents: async (engine, [jobId]) => engine.jobEvents(jobId),
+  verify: (engine, [t]) => engine.verify({ id: t?.id ?? null, version: t?.version ?? null }),
+  repair: (engine, [t]) => engine.repair({ id: t?.id ?? null, version: t?.version ?? null }),
 };
 
 export function errorValue(err: unknown): ModelhubErrorValue {

@@ -8,6 +8,8 @@ import { idSchema, versionSchema } from '../schemas/common.js';
 export const jobIdSchema = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a job id from `modelhub jobs`');
 
 const targetSchema = z.strictObject({ id: idSchema, version: versionSchema.optional() });
+/** No argument: everything installed; { id }: its versions; { id, version }: that one. */
+const optionalTarget = z.union([z.tuple([]), z.tuple([targetSchema.partial().refine((t) => t.version === undefined || t.id !== undefined, 'a version needs an id')])]);
 
 export const callArguments = {
   install: z.tuple([z.strictObject({ id: idSchema, version: versionSchema.optional(), start: z.boolean().optional(), allowDowngrade: z.boolean().optional() })]),
@@ -23,6 +25,8 @@ export const callArguments = {
   stop: z.tuple([idSchema]),
   status: z.tuple([]),
   jobEvents: z.tuple([jobIdSchema]),
+  verify: optionalTarget,
+  repair: optionalTarget,
 } satisfies Record<ModelhubMethod, z.ZodType<unknown[]>>;
 
 export type CallArguments = { [M in ModelhubMethod]: z.infer<(typeof callArguments)[M]> };

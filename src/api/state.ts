@@ -5,6 +5,7 @@ import type { Engine } from '../engine/engine.js';
 import type { JobRow } from '../engine/jobs-store.js';
 import { percentOf } from '../client/types.js';
 import { latestVersion } from '../schemas/versions.js';
+import { damagedVersions } from '../engine/verify.js';
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
@@ -49,6 +50,8 @@ export async function engineState(engine: Engine, signal: AbortSignal): Promise<
   const installed = new Map(engine.registry.services().map((s) => [s.id, s]));
   const installedModels = new Map(engine.registry.models().map((m) => [m.id, m.versions]));
   const jobs = engine.jobs.allJobs();
+  const damaged = damagedVersions(engine.db, 'service');
+  const damagedModels = damagedVersions(engine.db, 'model');
   const state: EngineState = {
     platform: engine.platform,
     hub: { url: hub?.base ?? null, reachable: false, error: hub === null ? 'no hub configured' : null },
@@ -81,6 +84,7 @@ export async function engineState(engine: Engine, signal: AbortSignal): Promise<
       current: i?.current ?? null,
       installed: i?.versions ?? [],
       running: i?.running ?? false,
+      damaged: damaged.get(id) ?? [],
       ...jobsOf(jobs, `service:${id}`),
     };
     state.services.push(view);
@@ -94,6 +98,7 @@ export async function engineState(engine: Engine, signal: AbortSignal): Promise<
       versions: c?.versions ?? [],
       latest: c?.latest ?? latestVersion(c?.versions ?? []),
       installed: versions,
+      damaged: damagedModels.get(id) ?? [],
       ...jobsOf(jobs, `model:${id}`),
     };
     state.models.push(view);

@@ -11,6 +11,7 @@ import { registerHubCommands } from './commands/hub.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerRecordsCommands } from './commands/records.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelhub')
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerKeyCommands(program);
   registerNodeCommands(program);
   registerJobCommands(program);
+  registerRecordsCommands(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

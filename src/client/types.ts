@@ -2,7 +2,11 @@
 // and the local page's HTTP client both implement. Nothing here imports Node, Electron or any
 // library, so it compiles to code a browser or a sandboxed preload can load.
 
-export type JobKind = 'install' | 'uninstall' | 'model_pull';
+/**
+ * `rebuild`: the registry rebuilt from disk after engine.db was lost; `repair`: an installed
+ * version's damaged files fetched again (SPEC §13).
+ */
+export type JobKind = 'install' | 'uninstall' | 'model_pull' | 'rebuild' | 'repair';
 
 /**
  * One progress shape everywhere: the engine's `progress$`, the IPC bridge, the page's event
@@ -120,6 +124,56 @@ export interface StartResultValue {
   alreadyRunning: boolean;
 }
 
+/** One installed version checked against its signed manifest (`modelhub verify`, SPEC §13). */
+export interface VersionCheckValue {
+  id: string;
+  version: string;
+  /** Nothing modified or missing, and the proof (when there is one) verifies. */
+  ok: boolean;
+  modified: string[];
+  missing: string[];
+  /** Files the manifest does not list (the service may have written them): reported only. */
+  extra: string[];
+  /**
+   * What the files were checked against: `signed`, the proof kept in `<version>/.modelhub/`;
+   * `registry`, the manifest recorded at install (a version from before proofs); `invalid`, a
+   * proof whose signature or content does not verify (a damage too).
+   */
+  proof: 'signed' | 'registry' | 'invalid';
+  /** Why the version could not be checked fully, if so. */
+  problem: string | null;
+}
+
+export interface VerifyReportValue {
+  services: VersionCheckValue[];
+  models: VersionCheckValue[];
+}
+
+/** One repair job: the damaged files of one version fetched again. */
+export interface RepairJobValue extends JobResultValue {
+  id: string;
+  version: string;
+  subject: 'service' | 'model';
+  repaired: string[];
+  /** Body bytes received for the repair. */
+  bytesFetched: number;
+  /** `range`: single entries of the package; `package`: the whole package; `files`: a model's files. */
+  method: 'range' | 'package' | 'files' | null;
+}
+
+/** The versions as checked after the repairs, and each repair. */
+export interface RepairReportValue extends VerifyReportValue {
+  repairs: RepairJobValue[];
+}
+
+/** A version the last check found damaged (modified or missing files). */
+export interface DamagedVersionView {
+  version: string;
+  modified: number;
+  missing: number;
+  checked_at: string;
+}
+
 export interface JobView {
   id: string;
   kind: string;
@@ -142,6 +196,8 @@ export interface ServiceView {
   current: string | null;
   installed: string[];
   running: boolean;
+  /** Installed versions the last `verify` found damaged. */
+  damaged: DamagedVersionView[];
   /** The job running for this service now, if any. */
   job: JobView | null;
   /** The last finished job's error, if it failed. */
@@ -154,6 +210,8 @@ export interface ModelView {
   versions: string[];
   latest: string | null;
   installed: string[];
+  /** Installed versions the last `verify` found damaged. */
+  damaged: DamagedVersionView[];
   job: JobView | null;
   error: { code: string; message: string } | null;
 }
@@ -200,6 +258,10 @@ export interface ModelhubApi {
   stop(id: string): Promise<ModelhubResult<{ id: string; stopped: boolean }>>;
   status(): Promise<ModelhubResult<ServiceStatusValue[]>>;
   jobEvents(jobId: string): Promise<ModelhubResult<JobEventLine[]>>;
+  /** Re-hashes installed files against their signed manifests (all, one id, or one id@version). */
+  verify(request?: { id?: string; version?: string }): Promise<ModelhubResult<VerifyReportValue>>;
+  /** Fetches again only the damaged files of what verify finds damaged, as repair jobs. */
+  repair(request?: { id?: string; version?: string }): Promise<ModelhubResult<RepairReportValue>>;
   onProgress(callback: (event: ProgressEvent) => void): () => void;
   onJobState(callback: (event: JobStateEvent) => void): () => void;
 }
@@ -221,6 +283,8 @@ export const MODELHUB_METHODS: readonly ModelhubMethod[] = [
   'stop',
   'status',
   'jobEvents',
+  'verify',
+  'repair',
 ];
 
 /** 0–100 with one decimal. */
@@ -228,4 +292,25 @@ export function percentOf(bytesDone: number, bytesTotal: number, phase: string):
   if (phase === 'committed') return 100;
   if (bytesTotal <= 0) return 0;
   return Math.min(100, Math.floor((bytesDone / bytesTotal) * 1000) / 10);
+}
+
+/** What `modelhub jobs` says about a rebuild: the records were rebuilt, when, and why. */
+export interface RecordsNotice {
+  job_id: string;
+  /** When the loss was found: no job before this time is known. */
+  rebuilt_at: string;
+  reason: 'missing' | 'corrupt';
+  /** Where an unreadable engine.db was kept. */
+  kept_as: string | null;
+  state: string;
+  /** Counts from the finished rebuild (null while it runs). */
+  intact: number | null;
+  quarantined: number | null;
+  unproven: number | null;
+}
+
+/** Which installed versions verify() and repair() look at: all, one id, or one id@version. */
+export interface VerifyTarget {
+  id?: string | null;
+  version?: string | null;
 }

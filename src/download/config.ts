@@ -45,6 +45,10 @@ export interface Config {
   onNetworkWait: ((waiting: boolean) => void) | undefined;
   guard: (() => void) | undefined;
   durable: boolean;
+  checksumRefetches: number;
+  strictServer: boolean;
+  /** Free space kept beyond the bytes still to download. */
+  diskMarginBytes: number;
 }
 
 export interface Stats {

@@ -171,19 +171,30 @@ async function checkResponse(t: Transfer, w: Worker, p: Piece, res: FetchRespons
   const cfg = t.cfg;
   const size = cfg.expectedSize;
   const status = res.status;
+  // strictServer (a mirror): an answer that would void the bytes we have ends this source's
+  // turn instead; the next source resumes the part as it is.
+  const refuse = (why: string): ModelhubError => new ModelhubError('NETWORK_ERROR', `${cfg.url}: ${why}`, { retryable: false, details: { url: cfg.url, status } });
+  const unlessStrict = (why: string): string => {
+    if (cfg.strictServer && (t.received > 0 || t.plan.written() > 0)) throw refuse(why);
+    return why;
+  };
   if (status === 206) {
     const cr = parseContentRange(res.headers.get('content-range'));
     if (cr === null || cr.start !== start || cr.total !== size || cr.end < cr.start || cr.end >= size) {
-      throw new RetryableAttempt(networkError(cfg.url, `206 with Content-Range "${res.headers.get('content-range') ?? ''}", expected bytes ${start}-…/${size}`, true), true);
+      throw new RetryableAttempt(networkError(cfg.url, unlessStrict(`206 with Content-Range "${res.headers.get('content-range') ?? ''}", expected bytes ${start}-…/${size}`), true), true);
     }
     const etag = strongEtag(res.headers.get('etag'));
     if (start > 0 && t.etag !== null && etag !== null && etag !== t.etag) {
-      throw new RetryableAttempt(networkError(cfg.url, `206 for ETag ${etag}, but the part is of ${t.etag}`, true), true);
+      throw new RetryableAttempt(networkError(cfg.url, unlessStrict(`206 for ETag ${etag}, but the part is of ${t.etag}`), true), true);
     }
     t.rangesOk = true;
     return { start, end: cr.end + 1 };
   }
   if (status === 200) {
+    // A whole file of another length is not this file (a CDN's 200 "not found" page, a copy
+    // cut short): nothing of it is worth writing.
+    const length = parseContentLength(res.headers.get('content-length'));
+    if (cfg.strictServer && length !== null && length !== size) throw refuse(`200 with Content-Length ${length}, the signed size is ${size}`);
     if (!ranged) {
       t.rangesOk ??= acceptsRanges(res.headers.get('accept-ranges'));
       return { start: 0, end: size };
@@ -195,12 +206,13 @@ async function checkResponse(t: Transfer, w: Worker, p: Piece, res: FetchRespons
     // A new connection of a download in segments: the one it split from still reads a body that
     // covers its bytes; hand them back and go on with one connection.
     if (!changed && t.plan.undoSplit(p)) throw new Superseded('the server ignores Range');
+    unlessStrict(changed ? `200 to a ranged request: ETag ${etag ?? ''} instead of ${t.etag ?? ''}` : '200 to a ranged request: the server ignores Range');
     await t.restart(w, true);
     return { start: 0, end: size };
   }
   if (status === 416) {
     if (p.recv >= p.end) return null;
-    throw new RetryableAttempt(networkError(cfg.url, `416 for a range from byte ${start}`, true), true);
+    throw new RetryableAttempt(networkError(cfg.url, unlessStrict(`416 for a range from byte ${start}`), true), true);
   }
   if (status === 404) {
     throw new ModelhubError('NOT_FOUND', `${cfg.url}: 404 Not Found`, { retryable: false, details: { url: cfg.url, status } });

@@ -71,6 +71,8 @@ export interface DownloadRequest {
   onProgress?: (p: DownloadProgress) => void;
   /** Free bytes in a directory. Default via fs.statfs. */
   freeBytes?: (dir: string) => Promise<number>;
+  /** Free space kept in hand beyond the bytes still to download (default DISK_MARGIN_BYTES, 64 MiB). */
+  diskMarginBytes?: number;
   /**
    * Called when the first `bytesOnDisk` bytes of `${dest}.part` are written and readable, in
    * increasing order (with segments: the contiguous prefix): lets a reader (the streaming
@@ -93,6 +95,19 @@ export interface DownloadRequest {
    * a verified cache (its hash is checked again before any reuse) can skip it.
    */
   durable?: boolean;
+  /**
+   * Downloads from zero again after a wrong hash before CHECKSUM_MISMATCH (default 1: a torn
+   * part, a byte flipped in transit). A mirror gets 0: its bad bytes mean the next source.
+   */
+  checksumRefetches?: number;
+  /**
+   * For a server that must hold exactly this file (a mirror, sources.ts): a 200 whose
+   * Content-Length is not the signed size (a soft 404 page, a truncated copy), or a response
+   * that would throw away bytes the part already holds (a 200 to a ranged request, a 416, a
+   * Content-Range or ETag other than asked), fails the download with a non-retryable
+   * NETWORK_ERROR at once, leaving the part as it is for another source to resume.
+   */
+  strictServer?: boolean;
 }
 
 export interface DownloadResult {
@@ -132,7 +147,7 @@ const DEFAULT_MAX_CONNECTIONS = 8;
 const DEFAULT_SEGMENT_MIN_SIZE = 32 * MiB;
 const DEFAULT_MIN_SPLIT_SIZE = MiB;
 /** Downloads from zero again after a wrong hash (a torn part, a flipped byte) before CHECKSUM_MISMATCH. */
-const CHECKSUM_REFETCHES = 1;
+const DEFAULT_CHECKSUM_REFETCHES = 1;
 /** Parts deleted under a running download that are fetched again before it gives up. */
 const PART_LOSSES = 3;
 
@@ -197,6 +212,10 @@ function validate(req: DownloadRequest): Config {
   if (!(segmentMinSize >= 0)) bad('segmentMinSize must be ≥ 0');
   const minSplitSize = req.minSplitSize ?? DEFAULT_MIN_SPLIT_SIZE;
   if (!Number.isInteger(minSplitSize) || minSplitSize < 1) bad('minSplitSize must be an integer ≥ 1');
+  const checksumRefetches = req.checksumRefetches ?? DEFAULT_CHECKSUM_REFETCHES;
+  if (!Number.isInteger(checksumRefetches) || checksumRefetches < 0) bad('checksumRefetches must be an integer ≥ 0');
+  const diskMarginBytes = req.diskMarginBytes ?? DISK_MARGIN_BYTES;
+  if (!Number.isSafeInteger(diskMarginBytes) || diskMarginBytes < 0) bad('diskMarginBytes must be an integer ≥ 0');
   const dest = path.resolve(req.dest);
   return {
     url: req.url,
@@ -224,6 +243,9 @@ function validate(req: DownloadRequest): Config {
     onNetworkWait: req.onNetworkWait,
     guard: req.guard,
     durable: req.durable ?? true,
+    checksumRefetches,
+    strictServer: req.strictServer ?? false,
+    diskMarginBytes,
   };
 }
 
@@ -270,8 +292,10 @@ async function download(cfg: Config, freeBytes: (dir: string) => Promise<number>
       }
     } else {
       refetches += 1;
-      if (refetches > CHECKSUM_REFETCHES) {
+      if (refetches > cfg.checksumRefetches) {
         cfg.guard?.();
+        // Whoever followed these bytes (the prestager) must not use what it read of them.
+        cfg.onRestart?.();
         await Promise.all([rm(cfg.part, { force: true }), rm(cfg.meta, { force: true })]);
         throw new ModelhubError('CHECKSUM_MISMATCH', `SHA-256 of ${cfg.url} is ${r.sha256 ?? '(unreadable)'}, expected ${cfg.expectedSha256} (downloaded ${refetches} times)`, {
           retryable: false,
@@ -295,11 +319,11 @@ async function once(cfg: Config, stats: Stats, fromZero: boolean, freeBytes: (di
     const dir = path.dirname(cfg.dest);
     if (remaining > 0) {
       const free = await freeBytes(dir);
-      if (free < remaining + DISK_MARGIN_BYTES) {
+      if (free < remaining + cfg.diskMarginBytes) {
         throw new ModelhubError(
           'INSUFFICIENT_DISK',
-          `not enough free space in ${dir}: ${free} bytes free, ${remaining} still to download (+${DISK_MARGIN_BYTES} margin)`,
-          { retryable: true, details: { dir, free, needed: remaining + DISK_MARGIN_BYTES } },
+          `not enough free space in ${dir}: ${free} bytes free, ${remaining} still to download (+${cfg.diskMarginBytes} margin)`,
+          { retryable: true, details: { dir, free, needed: remaining + cfg.diskMarginBytes } },
         );
       }
     }
@@ -328,7 +352,10 @@ async function once(cfg: Config, stats: Stats, fromZero: boolean, freeBytes: (di
     return { kind: 'done', sha256 };
   } finally {
     if (!closed) await part.close().catch(() => undefined);
-    if (discard) await Promise.all([rm(cfg.part, { force: true }), rm(cfg.meta, { force: true })]);
+    if (discard) {
+      cfg.onRestart?.();
+      await Promise.all([rm(cfg.part, { force: true }), rm(cfg.meta, { force: true })]);
+    }
   }
 }
 

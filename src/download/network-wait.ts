@@ -90,7 +90,8 @@ export class NetworkWait {
       throw new ModelhubError('NETWORK_ERROR', `${this.o.url}: no network for ${Math.round(waited / 1000)} s (last error: ${this.lastError})`, {
         cause,
         retryable: true,
-        details: { url: this.o.url, waitedMs: waited, maxWaitMs: this.o.maxWaitMs },
+        // `outage`: no answer at all, as opposed to an answer that was wrong (sources.ts tells them apart).
+        details: { url: this.o.url, waitedMs: waited, maxWaitMs: this.o.maxWaitMs, outage: true },
       });
     }
     await sleep(Math.min(this.o.probeDelayMs(probe), this.o.maxWaitMs - waited), signal);

@@ -1,4 +1,4 @@
-// `${dest}.part.json`: which URL, ETag and signed size the bytes of `${dest}.part` belong to,
+// `${dest}.part.json`: which URL, ETag, signed size and signed SHA-256 the bytes of `${dest}.part` belong to,
 // and, for a download in segments, which ranges of the part hold bytes (`pieces`, each
 // `[start, pos, end]`: bytes [start, pos) are written, [pos, end) are still to fetch) and the
 // part's inode (a part replaced behind our back must not be taken for ours). Without `pieces`
@@ -15,6 +15,12 @@ const sidecarSchema = z.object({
   url: z.string(),
   etag: z.string().nullable().catch(null),
   size: count,
+  /**
+   * The signed SHA-256 the bytes are meant to hash to. Bytes of the same signed file are kept
+   * whichever source (mirror or hub) served them; the final hash checks the mix. Older
+   * sidecars have none: their part is kept only for the same URL.
+   */
+  sha256: z.string().optional(),
   ino: z.string().optional(),
   pieces: z.array(z.tuple([count, count, count])).optional(),
 });

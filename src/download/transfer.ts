@@ -262,8 +262,8 @@ export class Transfer {
 
   private async saveSidecar(): Promise<void> {
     this.guard();
-    const { url, expectedSize: size, meta } = this.cfg;
-    await writeSidecar(meta, { url, etag: this.etag, size, ...(this.segmented ? { ino: this.part.ino.toString(), pieces: this.plan.saved() } : {}) });
+    const { url, expectedSize: size, expectedSha256: sha256, meta } = this.cfg;
+    await writeSidecar(meta, { url, etag: this.etag, size, sha256, ...(this.segmented ? { ino: this.part.ino.toString(), pieces: this.plan.saved() } : {}) });
   }
 
   private start(release: () => void, byRamp: boolean, piece: Piece | null): Worker {

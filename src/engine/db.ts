@@ -90,6 +90,15 @@ CREATE TABLE IF NOT EXISTS models (
   installed_at INTEGER NOT NULL,
   PRIMARY KEY (id, version)
 );
+CREATE TABLE IF NOT EXISTS version_checks (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  checked_at INTEGER NOT NULL,
+  ok INTEGER NOT NULL,
+  result TEXT NOT NULL,
+  PRIMARY KEY (kind, id, version)
+);
 `;
 
 /**

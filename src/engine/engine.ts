@@ -10,7 +10,9 @@ import type { ErrorInfo } from '../../machines/errors.js';
 import { defaultFetch, type FetchLike } from '../download/fetch-like.js';
 import { ConnectionPool, DEFAULT_MAX_CONNECTIONS } from '../download/connection-pool.js';
 import { TokenBucket } from '../download/token-bucket.js';
-import type { JobEventLine, ServiceStatusValue, StartResultValue, UpdateInfo } from '../client/types.js';
+import { DISK_MARGIN_BYTES } from '../download/download.js';
+import { parseMirrors } from '../download/sources.js';
+import type { JobEventLine, RepairJobValue, RepairReportValue, ServiceStatusValue, StartResultValue, UpdateInfo, VerifyReportValue } from '../client/types.js';
 import { ModelhubError } from '../errors.js';
 import { waitHealthy } from '../runtime/manager.js';
 import { healthBudgetMs } from '../schemas/service.js';
@@ -19,13 +21,24 @@ import { platformAdapter, type PlatformAdapter } from '../platform/adapter.js';
 import { platformNameOf } from '../platform/name.js';
 import type { Platform } from '../schemas/common.js';
 import { TrustStore } from '../trust/store.js';
-import { openDb, type Db } from './db.js';
+import type { Db } from './db.js';
+import { openCheckedDb } from './db-open.js';
+import { planRebuild, recordsNotice, type RecordsNotice } from './records.js';
+import { repairPointers, type PointerRepair } from './pointers.js';
+import { ensureReserve, releaseReserve, RESERVE_BYTES } from './disk-reserve.js';
 import type { EngineContext } from './effects/context.js';
 import { installEffects } from './effects/install.js';
 import { uninstallEffects } from './effects/uninstall.js';
 import { modelPullEffects } from './effects/model-pull.js';
 import { modelPullMachine, type ModelPullContext, type ModelPullInput } from '../../machines/model-pull.js';
-import { sweepUnowned, type SweptEntry } from './sweep.js';
+import { rebuildMachine } from '../../machines/rebuild.js';
+import { rebuildEffects } from './effects/rebuild.js';
+import { repairMachine, type RepairInput, type RepairOutput } from '../../machines/repair.js';
+import { repairEffects } from './effects/repair.js';
+import { verifyInstalled, type VerifyTarget } from './verify.js';
+import { sweepUnowned, SWEEP_GRACE_MS, type SweptEntry } from './sweep.js';
+import { BlobStore } from '../store/blobs.js';
+import { modelBlobRefs } from './effects/model-remove.js';
 import { Home } from './home.js';
 import { HubClient } from './hub-client.js';
 import { toExportLine } from './export-format.js';
@@ -54,6 +67,11 @@ export interface EngineOptions {
   stallTimeoutMs?: number;
   /** Stage files while the package downloads (default true). */
   prestage?: boolean;
+  /**
+   * Delta updates (default true; `MODELHUB_DELTA=0` turns them off): an update fetches only the
+   * files this node does not have, with Range requests out of the package (src/delta).
+   */
+  delta?: boolean;
   leaseTtlMs?: number;
   heartbeatMs?: number;
   warn?: (message: string) => void;
@@ -62,6 +80,12 @@ export interface EngineOptions {
    * this process's executable, run as Node (ELECTRON_RUN_AS_NODE=1) inside Electron.
    */
   nodeExecutable?: string;
+  /**
+   * Free space kept in hand beyond what a download and its unpacked files need, checked before
+   * any byte is fetched (default 64 MiB, DISK_MARGIN_BYTES; README "Disk space"). The CLI sets
+   * it from --disk-margin or $MODELHUB_DISK_MARGIN.
+   */
+  diskMarginBytes?: number;
   /** Cap on the download speed of all this engine's jobs together (bytes per second). */
   maxBytesPerSecond?: number;
   /** How long a download waits for the network to come back before it fails (default 30 min). */
@@ -78,6 +102,14 @@ export interface EngineOptions {
   scheduler?: string;
   /** Bearer token for the scheduler (e.g. the hub's node token). Default: $MODELHUB_NODE_TOKEN. */
   schedulerToken?: string;
+  /**
+   * Mirrors (SPEC §12): base URLs of static copies of the hub's storage folder (http or https;
+   * no credentials, query or fragment). Service packages and model files come from the first
+   * one that serves them right, then from the hub; metadata only ever from the hub. A bad URL is
+   * INVALID_REQUEST. Default none (the library reads no environment variable for this; the CLI
+   * passes --mirror or $MODELHUB_MIRRORS).
+   */
+  mirrors?: readonly string[];
 }
 
 export interface JobResult {
@@ -137,13 +169,16 @@ export interface RecoverReport {
   /** Jobs a user paused: left as they are. */
   paused: string[];
   swept: string[];
+  /** Services whose `current` pointer was half-written or dangling, repaired from the registry. */
+  pointers: PointerRepair[];
 }
 
 const POLL_MS = 100;
 const FINAL_OK = 'committed';
 
-function subjectOf(kind: JobKind, id: string): string {
-  return kind === 'model_pull' ? `model:${id}` : `service:${id}`;
+/** What a job holds the lease of: a service or a model (an uninstall of a model holds the model's). */
+function subjectOf(kind: JobKind, id: string, of?: 'service' | 'model'): string {
+  return (of ?? (kind === 'model_pull' ? 'model' : 'service')) === 'model' ? `model:${id}` : `service:${id}`;
 }
 
 export class Engine {
@@ -168,9 +203,21 @@ export class Engine {
   readonly hub: HubClient | null;
 
   constructor(private readonly options: EngineOptions) {
+    // Options first: a bad one must not leave engine.db open.
+    const mirrors = parseMirrors(options.mirrors ?? []);
+    if (options.diskMarginBytes !== undefined && !(Number.isSafeInteger(options.diskMarginBytes) && options.diskMarginBytes >= 0)) {
+      throw new ModelhubError('INVALID_REQUEST', `diskMarginBytes must be a whole number of bytes ≥ 0, not ${String(options.diskMarginBytes)}`);
+    }
     this.home = new Home(options.home);
-    this.db = openDb(this.home.db);
-    this.jobs = new JobsStore(this.db);
+    // Checked before use: a missing or unreadable engine.db is replaced (the bad one kept aside)
+    // and the registry rebuilt from the version folders by a rebuild job (SPEC §13).
+    const opened = openCheckedDb(this.home.db, (options.now ?? Date.now)());
+    this.db = opened.db;
+    this.jobs = new JobsStore(this.db, () => {
+      const freed = releaseReserve(this.home.root);
+      if (freed) this.ctx.warn(`the disk of ${this.home.root} is full: the engine's ${RESERVE_BYTES}-byte reserve was given up to record the job's state`);
+      return freed;
+    });
     this.registry = new Registry(this.db);
     this.leases = new Leases(this.db, this.owner);
     const adapter = options.adapter ?? platformAdapter;
@@ -203,6 +250,9 @@ export class Engine {
       connectionPool: new ConnectionPool(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS),
       maxConnectionsPerDownload: options.maxConnectionsPerDownload,
       prestage: options.prestage ?? process.env.MODELHUB_PRESTAGE !== '0',
+      diskMarginBytes: options.diskMarginBytes ?? DISK_MARGIN_BYTES,
+      delta: options.delta ?? process.env.MODELHUB_DELTA !== '0',
+      mirrors,
       now: options.now ?? Date.now,
       requireHub: () => {
         if (hub === null) throw new ModelhubError('INVALID_REQUEST', 'no hub: pass --hub URL or set MODELHUB_HUB');
@@ -211,6 +261,11 @@ export class Engine {
       verifyRelease: verifyServiceRelease,
       warn: options.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`)),
     };
+    ensureReserve(this.home.root, this.ctx.diskMarginBytes);
+    if (planRebuild(this.db, this.jobs, this.home, opened.loss, this.ctx.now(), randomUUID) !== null && opened.loss !== null) {
+      const kept = opened.loss.keptAs === null ? '' : `, kept as ${path.basename(opened.loss.keptAs)}`;
+      this.ctx.warn(`engine.db ${opened.loss.reason === 'missing' ? 'was missing' : `was not a valid database (${opened.loss.problem})${kept}`}: the records are rebuilt from the version folders on disk`);
+    }
   }
 
   /** Live progress of every job this engine runs or attaches to (throttled, monotonic). */
@@ -231,6 +286,8 @@ export class Engine {
   private machineFor(kind: JobKind, handle: JobHandle & { jobId: string; target: () => string }): AnyStateMachine {
     if (kind === 'install') return installMachine.provide({ actors: installEffects(this.ctx, handle) });
     if (kind === 'uninstall') return uninstallMachine.provide({ actors: uninstallEffects(this.ctx, handle) });
+    if (kind === 'rebuild') return rebuildMachine.provide({ actors: rebuildEffects(this.ctx, handle, { platform: this.platform }) });
+    if (kind === 'repair') return repairMachine.provide({ actors: repairEffects(this.ctx, handle, { platform: this.platform }) });
     return modelPullMachine.provide({ actors: modelPullEffects(this.ctx, handle) });
   }
 
@@ -242,6 +299,11 @@ export class Engine {
     if (kind === 'uninstall') {
       const c = context as UninstallContext;
       return `${c.request.id}@${c.request.version ?? '*'}`;
+    }
+    if (kind === 'rebuild') return undefined;
+    if (kind === 'repair') {
+      const c = context as RepairInput;
+      return `${c.id}@${c.version}`;
     }
     const m = context as ModelPullContext;
     return `${m.request.id}@${m.resolved?.version ?? m.request.version ?? 'latest'}`;
@@ -347,8 +409,8 @@ export class Engine {
    * Runs a job for `subject`, or attaches to the one already running for the same request.
    * A different request for the same subject waits for the running job to end first.
    */
-  private async runOrAttach(kind: JobKind, id: string, requested: string, input: (jobId: string) => unknown, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal): Promise<JobResult> {
-    const subject = subjectOf(kind, id);
+  private async runOrAttach(kind: JobKind, id: string, requested: string, input: (jobId: string) => unknown, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal, of?: 'service' | 'model'): Promise<JobResult> {
+    const subject = subjectOf(kind, id, of);
     for (;;) {
       const now = this.ctx.now();
       const decision = this.db
@@ -483,6 +545,17 @@ export class Engine {
   async uninstall(o: { id: string; version?: string | null }): Promise<JobResult & { removed: string[]; current: string | null }> {
     await this.recover();
     const state = this.registry.installedState(o.id);
+    const model = this.registry.models().find((m) => m.id === o.id);
+    if (state.current === null && state.versions.length === 0 && model !== undefined) {
+      // Not a service but a model: its versions go, and the blobs no other version uses.
+      if (o.version !== undefined && o.version !== null && !model.versions.includes(o.version)) {
+        throw new ModelhubError('VERSION_NOT_FOUND', `model ${o.id} ${o.version} is not installed`, { details: { versions: model.versions } });
+      }
+      const request = { id: o.id, version: o.version ?? null, kind: 'model' as const };
+      const r = await this.runOrAttach('uninstall', o.id, `${o.id}@${o.version ?? '*'} uninstall`, (jobId): UninstallInput => ({ jobId, request }), undefined, undefined, 'model');
+      const out = r.output as { removed?: string[] } | null;
+      return { ...r, removed: out?.removed ?? [], current: null };
+    }
     if (state.current === null && state.versions.length === 0) throw new ModelhubError('NOT_FOUND', `${o.id} is not installed`);
     if (o.version !== undefined && o.version !== null && !state.versions.includes(o.version)) {
       throw new ModelhubError('VERSION_NOT_FOUND', `${o.id} ${o.version} is not installed`, { details: { versions: state.versions } });
@@ -502,39 +575,56 @@ export class Engine {
 
   /** Finishes or rolls back every interrupted job whose holder is gone (restart table). */
   async recover(): Promise<RecoverReport> {
-    const report: RecoverReport = { recovered: [], busy: [], paused: [], swept: [] };
+    // The records first: every other job reads the registry a rebuild restores.
+    await this.restoreRecords();
+    const report: RecoverReport = { recovered: [], busy: [], paused: [], swept: [], pointers: [] };
     for (const row of this.jobs.activeJobs()) {
-      if (this.running.has(row.id)) {
-        report.busy.push(row.id);
-        continue;
-      }
-      // Restart rule `hold`: a paused job waits for its user, across crashes and restarts.
-      if (row.state === PAUSED) {
-        report.paused.push(row.id);
-        continue;
-      }
-      const now = this.ctx.now();
-      const took = this.db
-        .transaction(() => {
-          const lease = this.leases.get(row.subject);
-          if (lease !== undefined && lease.owner !== this.owner && this.leases.isLive(lease, now)) return false;
-          return this.leases.tryTake(row.subject, row.id, now, this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
-        })
-        .immediate();
-      if (!took) {
-        report.busy.push(row.id);
-        continue;
-      }
-      const fresh = this.jobs.job(row.id);
-      if (fresh === undefined || fresh.active === 0 || fresh.state === PAUSED) {
-        this.leases.release(row.subject);
-        continue;
-      }
-      const r = await this.restore(fresh);
-      report.recovered.push({ jobId: row.id, kind: row.kind, target: fresh.target, from: fresh.state, state: r.state });
+      const r = await this.recoverJob(row);
+      if (r === 'busy') report.busy.push(row.id);
+      else if (r === 'paused') report.paused.push(row.id);
+      else if (r !== 'skipped') report.recovered.push(r);
     }
+    report.pointers = await repairPointers({ registry: this.registry, home: this.home, adapter: this.ctx.adapter, busy: (id) => this.jobs.activeJobFor(`service:${id}`) !== undefined, warn: (m) => this.ctx.warn(m) });
     report.swept = (await this.gc()).map((e) => path.relative(this.home.root, e.path));
     return report;
+  }
+
+  /** Takes an interrupted job over (when its holder is gone) and runs it to its end by the restart table. */
+  private async recoverJob(row: JobRow): Promise<RecoverReport['recovered'][number] | 'busy' | 'paused' | 'skipped'> {
+    if (this.running.has(row.id)) return 'busy';
+    // Restart rule `hold`: a paused job waits for its user, across crashes and restarts.
+    if (row.state === PAUSED) return 'paused';
+    const now = this.ctx.now();
+    const took = this.db
+      .transaction(() => {
+        const lease = this.leases.get(row.subject);
+        if (lease !== undefined && lease.owner !== this.owner && this.leases.isLive(lease, now)) return false;
+        return this.leases.tryTake(row.subject, row.id, now, this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS);
+      })
+      .immediate();
+    if (!took) return 'busy';
+    const fresh = this.jobs.job(row.id);
+    if (fresh === undefined || fresh.active === 0 || fresh.state === PAUSED) {
+      this.leases.release(row.subject);
+      return 'skipped';
+    }
+    const r = await this.restore(fresh);
+    return { jobId: row.id, kind: row.kind, target: fresh.target, from: fresh.state, state: r.state };
+  }
+
+  /**
+   * Finishes the rebuild of the records when engine.db was lost (SPEC §13): runs the rebuild job
+   * (or the rest of an interrupted one), or waits for the process that runs it. Answers what
+   * `modelhub jobs` says about it; null when the records were never rebuilt. recover() and so
+   * every job call do this first.
+   */
+  async restoreRecords(): Promise<RecordsNotice | null> {
+    for (const row of this.jobs.activeJobs().filter((j) => j.kind === 'rebuild')) {
+      const mine = this.running.get(row.id);
+      if (mine !== undefined) await mine.done.catch(() => undefined);
+      else if ((await this.recoverJob(row)) === 'busy') await this.waitForJob(row.id);
+    }
+    return recordsNotice(this.jobs);
   }
 
   /**
@@ -542,7 +632,12 @@ export class Engine {
    * of jobs that ended or were abandoned. A running or paused job's files are kept.
    */
   async gc(): Promise<SweptEntry[]> {
-    return sweepUnowned(this.home, this.jobs.activeJobs(), this.ctx.now());
+    const now = this.ctx.now();
+    const swept = await sweepUnowned(this.home, this.jobs.activeJobs(), now);
+    // Model blobs nothing uses any more: left by a crash between an uninstall's removal and its
+    // freeing, or copies whose last version went (src/store/blobs.ts).
+    const freed = await new BlobStore(this.home.blobs).free({ referenced: modelBlobRefs(this.registry), now, graceMs: SWEEP_GRACE_MS });
+    return [...swept, ...freed];
   }
 
   /** start/stop of a service must not race an install or uninstall that is switching it. */
@@ -640,6 +735,56 @@ export class Engine {
 
   private tooLate(jobId: string, state: string): ModelhubError {
     return new ModelhubError('CANCEL_TOO_LATE', `job ${jobId} is past the switch (${state}); only rollback applies now`, { details: { state } });
+  }
+
+  // ---- records: verify and repair (SPEC §13) --------------------------------------------------
+
+  /**
+   * Re-hashes the installed files of every version (or of `id`, or `id@version`) against the
+   * signed manifest each version keeps: modified and missing files are damage, extra files are
+   * reported only. Reads nothing from the hub. NOT_FOUND when the target names nothing installed.
+   */
+  async verify(target: VerifyTarget = {}, signal?: AbortSignal): Promise<VerifyReportValue> {
+    await this.restoreRecords();
+    return verifyInstalled({ db: this.db, home: this.home, registry: this.registry, keys: await this.trust.keys(), now: () => this.ctx.now() }, target, signal);
+  }
+
+  /**
+   * verify(), then one repair job per version found damaged (or without its proof): only the
+   * damaged files are fetched again, through the verified path, and replaced in place; the
+   * version in `current` is never switched (a broken pointer is rewritten). Answers the check
+   * made after the repairs, and each repair.
+   */
+  async repair(target: VerifyTarget = {}, onProgress?: (p: ProgressEvent) => void, signal?: AbortSignal): Promise<RepairReportValue> {
+    await this.recover();
+    const before = await this.verify(target, signal);
+    const repairs: RepairJobValue[] = [];
+    const todo = [
+      ...before.services.filter((v) => !v.ok || v.proof !== 'signed').map((v) => ({ subject: 'service' as const, ...v })),
+      ...before.models.filter((v) => !v.ok || v.proof !== 'signed').map((v) => ({ subject: 'model' as const, ...v })),
+    ];
+    for (const v of todo) {
+      const requested = `${v.id}@${v.version} repair ${v.subject}`;
+      const r = await this.runOrAttach('repair', v.id, requested, (jobId): RepairInput => ({ jobId, subject: v.subject, id: v.id, version: v.version }), onProgress, signal, v.subject);
+      const out = r.output as RepairOutput | null;
+      repairs.push({
+        ok: r.ok,
+        jobId: r.jobId,
+        kind: r.kind,
+        target: r.target,
+        state: r.state,
+        attached: r.attached,
+        error: r.error,
+        id: v.id,
+        version: v.version,
+        subject: v.subject,
+        repaired: out?.repaired ?? [],
+        bytesFetched: out?.bytesFetched ?? 0,
+        method: out?.method ?? null,
+      });
+    }
+    const after = todo.length === 0 ? before : await this.verify(target, signal);
+    return { ...after, repairs };
   }
 
   // ---- running services ----------------------------------------------------------------------

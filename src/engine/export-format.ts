@@ -10,7 +10,7 @@ export const exportLineSchema = z.object({
   type: z.string().min(1),
   payload: z.looseObject({ type: z.string() }),
   state: z.string(),
-  kind: z.enum(['install', 'uninstall', 'model_pull']).optional(),
+  kind: z.enum(['install', 'uninstall', 'model_pull', 'rebuild', 'repair']).optional(),
 });
 export type ExportLine = z.infer<typeof exportLineSchema>;
 

@@ -20,11 +20,19 @@ export class Home {
   get models(): string {
     return path.join(this.root, 'models');
   }
+  /** The content-addressed store of model files, `blobs/sha256/<hex>` (src/store/blobs.ts). */
+  get blobs(): string {
+    return path.join(this.root, 'blobs', 'sha256');
+  }
   get trust(): string {
     return path.join(this.root, 'trust');
   }
   get logs(): string {
     return path.join(this.root, 'logs');
+  }
+  /** Version folders that failed verification when the records were rebuilt: moved here, never deleted. */
+  get quarantine(): string {
+    return path.join(this.root, 'quarantine');
   }
   serviceDir(id: string): string {
     return path.join(this.services, id);

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { isErrorCode, ModelhubError } from '../errors.js';
 import type { FetchLike, FetchResponseLike } from '../download/fetch-like.js';
+import { modelFilePath, servicePackagePath } from '../download/sources.js';
 import { signedDocumentSchema, type SignedDocument } from '../metadata/formats.js';
 
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
@@ -164,11 +165,12 @@ export class HubClient {
     return this.getJson(`/api/model-usage/ranking?limit=${limit}`, z.array(z.object({ model_id: z.string(), request_count: z.number(), rank: z.number() })), signal);
   }
 
+  /** The layout below /storage/ is a mirror's too (download/sources.ts). */
   archiveUrl(id: string, version: string, platform: string): string {
-    return `${this.base}/storage/services/${encodeURIComponent(id)}/${encodeURIComponent(version)}/${encodeURIComponent(platform)}/service.zip`;
+    return `${this.base}/storage/${servicePackagePath(id, version, platform)}`;
   }
 
   modelFileUrl(id: string, version: string, filePath: string): string {
-    return `${this.base}/storage/models/${encodeURIComponent(id)}/${encodeURIComponent(version)}/${filePath.split('/').map(encodeURIComponent).join('/')}`;
+    return `${this.base}/storage/${modelFilePath(id, version, filePath)}`;
   }
 }

@@ -2,6 +2,7 @@
 // snapshot and the registry projection commit together, before the engine acts on the state.
 import type { JobKind } from '../client/types.js';
 import type { Db } from './db.js';
+import { isDiskFull } from '../errors.js';
 import { project } from './projections.js';
 
 export type { JobKind };
@@ -55,8 +56,14 @@ export class LostLeaseError extends Error {
 }
 
 export class JobsStore {
-  /** @internal engine.db is not part of the public API. */
-  constructor(private readonly db: Db) {}
+  /**
+   * @internal engine.db is not part of the public API. `onDiskFull` frees some space when an
+   * append fails on a full disk (disk-reserve.ts); true when it did, and the append is tried again.
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly onDiskFull?: () => boolean,
+  ) {}
 
   /** A job before its first event: its input is kept so that recovery can start it. */
   createJob(job: { id: string; kind: JobKind; subject: string; requested: string; target: string; input: unknown; startedAt: number }): void {
@@ -83,11 +90,23 @@ export class JobsStore {
       project(this.db, a.kind, a.event, a.context, a.ts);
       return Number(info.lastInsertRowid);
     });
-    return tx.immediate();
+    try {
+      return tx.immediate();
+    } catch (err) {
+      // The disk filled up under the job: what it does next (record its failure) must still be
+      // on disk before it takes effect, so the reserve is given up for it.
+      if (isDiskFull(err) && this.onDiskFull?.() === true) return tx.immediate();
+      throw err;
+    }
   };
 
+  /** The latest progress, for other processes' views; best effort (a full disk skips it). */
   setProgress(jobId: string, progress: unknown): void {
-    this.db.prepare('UPDATE jobs SET progress = ? WHERE id = ?').run(JSON.stringify(progress), jobId);
+    try {
+      this.db.prepare('UPDATE jobs SET progress = ? WHERE id = ?').run(JSON.stringify(progress), jobId);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+    }
   }
 
   bumpRestores(jobId: string): number {

@@ -15,6 +15,8 @@ export function withPercent(e: ProgressInput): ProgressEvent {
 
 export interface EngineHookEvents {
   downloadStart: (e: { jobId: string; target: string; url: string; bytesTotal: number; resumedFrom: number }) => void;
+  /** A download asks a source for its bytes: a mirror or the hub (SPEC §12), each time it moves on to another. */
+  downloadSource: (e: { jobId: string; target: string; kind: 'mirror' | 'hub'; url: string }) => void;
   downloadProgress: (e: ProgressEvent) => void;
   downloadError: (e: { jobId: string; target: string; error: { code: string; message: string } }) => void;
   downloadComplete: (e: { jobId: string; target: string; bytes: number; sha256: string }) => void;

@@ -84,6 +84,12 @@ export class Registry {
     return [...by.entries()].map(([id, versions]) => ({ id, versions: versions.sort(semver.compare) }));
   }
 
+  /** The signed manifest an installed service version was verified with (delta updates reuse its files' hashes). */
+  serviceManifest(id: string, version: string): string | undefined {
+    const row = this.db.prepare('SELECT manifest FROM service_versions WHERE id = ? AND version = ?').get(id, version) as { manifest: string } | undefined;
+    return row?.manifest;
+  }
+
   modelManifest(id: string, version: string): string | undefined {
     const row = this.db.prepare('SELECT manifest FROM models WHERE id = ? AND version = ?').get(id, version) as { manifest: string } | undefined;
     return row?.manifest;

@@ -5,6 +5,8 @@ import { initialTransition, transition, type AnyStateMachine, type AnyMachineSna
 import { installMachine } from '../../machines/install.js';
 import { uninstallMachine } from '../../machines/uninstall.js';
 import { modelPullMachine } from '../../machines/model-pull.js';
+import { rebuildMachine } from '../../machines/rebuild.js';
+import { repairMachine } from '../../machines/repair.js';
 import { ModelhubError } from '../errors.js';
 import { describeIssues } from '../schemas/parse.js';
 import { exportLineSchema, type ExportLine } from './export-format.js';
@@ -48,6 +50,8 @@ const KIND_BY_EVENT: [RegExp, JobKind][] = [
   [/^xstate\.(done|error)\.actor\.(resolveRelease|verifyManifest|downloadArchive|stageRelease|switchVersion|rollBack)$/, 'install'],
   [/^xstate\.(done|error)\.actor\.(stopService|removeVersions)$/, 'uninstall'],
   [/^xstate\.(done|error)\.actor\.(resolveModel|verifyModelManifest|downloadModelFiles|installModel|cleanUpModel)$/, 'model_pull'],
+  [/^xstate\.(done|error)\.actor\.(scanVersions|verifyVersion|restorePointers)$/, 'rebuild'],
+  [/^xstate\.(done|error)\.actor\.(checkVersion|fetchDamaged|replaceFiles|cleanUpRepair)$/, 'repair'],
 ];
 
 function kindOf(lines: ExportLine[]): JobKind | undefined {
@@ -62,6 +66,8 @@ function kindOf(lines: ExportLine[]): JobKind | undefined {
 export function machineOf(kind: JobKind): AnyStateMachine {
   if (kind === 'install') return installMachine;
   if (kind === 'uninstall') return uninstallMachine;
+  if (kind === 'rebuild') return rebuildMachine;
+  if (kind === 'repair') return repairMachine;
   return modelPullMachine;
 }
 

@@ -162,9 +162,15 @@ export class JobRun implements JobHandle {
     this.actor.subscribe({ error: (err) => this.halt(err instanceof Error ? err : new Error(String(err))) });
 
     const beat = setInterval(() => {
-      if (!spec.leases.heartbeat(spec.subject, spec.now())) {
-        this.halt(new Error(`job ${spec.jobId}: lease on ${spec.subject} was taken over`));
+      let held: boolean;
+      try {
+        held = spec.leases.heartbeat(spec.subject, spec.now());
+      } catch {
+        // A busy or full disk: this beat is skipped (the job's own steps meet the same disk and
+        // fail or go on); the lease stays ours until its ttl.
+        return;
       }
+      if (!held) this.halt(new Error(`job ${spec.jobId}: lease on ${spec.subject} was taken over`));
     }, spec.heartbeatMs ?? 3000);
     beat.unref();
     const controls = spec.controls;

@@ -36,6 +36,8 @@ function owned(home: Home, jobs: readonly JobRow[]): Owned {
   const o: Owned = { archives: new Set(), modelPartials: new Set(), jobIds: new Set() };
   for (const job of jobs) {
     o.jobIds.add(job.id);
+    // A repair's fetched files and package (effects/repair.ts), from its first moment.
+    if (job.kind === 'repair') o.archives.add(`repair-${job.id}`).add(`repair-${job.id}.zip`);
     if (job.snapshot === '') continue;
     const ctx = (JSON.parse(job.snapshot) as { context?: SnapshotContext }).context ?? {};
     const id = ctx.request?.id;
@@ -79,8 +81,9 @@ export async function sweepUnowned(home: Home, activeJobs: readonly JobRow[], no
   };
 
   for (const name of await entries(home.downloads)) {
-    // `<archive>`, `<archive>.part`, `<archive>.part.json` and their atomic-write temp names.
-    const archive = name.replace(/\.tmp-[\w-]+$/, '').replace(/\.part(\.[\w-]+)*$/, '');
+    // `<archive>`, `<archive>.part`, `<archive>.part.json`, their atomic-write temp names, and
+    // `<archive>.delta/` (a delta update's content folder, src/delta).
+    const archive = name.replace(/\.tmp-[\w-]+$/, '').replace(/\.part(\.[\w-]+)*$/, '').replace(/\.delta$/, '');
     if (!own.archives.has(archive)) await remove(path.join(home.downloads, name));
   }
   for (const id of await entries(home.models)) {

@@ -20,6 +20,14 @@ export function isSafeRelativePath(p: string): boolean {
   return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
 }
 
+/**
+ * The folder inside a release's directory that holds its signed manifest and signature, beside
+ * the release's own files: on the hub (`models/<id>/<version>/.modelhub/`, so that the storage
+ * folder's layout is the URL layout) and on a node (`<version>/.modelhub/`). No file of a
+ * release may live below it, in any case or Unicode form, or it would overwrite them.
+ */
+export const RECORDS_DIR = '.modelhub';
+
 /** Device names Windows resolves in every directory, with any extension ("nul.txt", "COM1.tar.gz"). */
 const WINDOWS_RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³]) *(\..*)?$/i;
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -43,6 +51,8 @@ export function unsafePathReason(p: string): string | undefined {
     if (WINDOWS_RESERVED.test(seg)) return `segment ${quote(seg)} is a reserved device name on Windows`;
     if (seg.endsWith('.') || seg.endsWith(' ')) return `segment ${quote(seg)} ends with "." or " " (Windows drops it)`;
   }
+  const first = p.split('/', 1)[0] ?? '';
+  if (foldPath(first) === RECORDS_DIR) return `first segment ${quote(first)} is reserved for the release's signed manifest and signature`;
   return undefined;
 }
 

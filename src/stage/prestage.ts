@@ -31,6 +31,12 @@ function workerScript(): string | null {
 export class Prestager {
   private readonly worker: Worker | null;
   private readonly done: Promise<boolean>;
+  /**
+   * Abandoned once: what it staged is never used, even if the worker had already finished
+   * (a whole archive whose hash then failed — a mirror's tampered bytes — is void however
+   * right each file it extracted looked).
+   */
+  private abandoned = false;
 
   constructor(o: { dest: string; manifest: ServiceManifest; stagingDir: string; signal?: AbortSignal }) {
     const script = workerScript();
@@ -63,13 +69,19 @@ export class Prestager {
   }
 
   abandon(reason: string): void {
+    this.abandoned = true;
     this.send({ type: 'abandon', reason });
   }
 
-  /** The download is complete (`size` bytes, moved to dest): true when every file is staged. */
-  finish(size: number): Promise<boolean> {
+  /**
+   * The download is complete (`size` bytes, moved to dest): true when every file is staged and
+   * the prestager was never abandoned. False leaves the staging directory to the normal stager,
+   * which empties it first.
+   */
+  async finish(size: number): Promise<boolean> {
     this.send({ type: 'finish', size });
-    return this.done;
+    const ok = await this.done;
+    return ok && !this.abandoned;
   }
 
   /** Resolves once the prestager has stopped (after abandon(), with false). */

@@ -608,28 +608,35 @@ class StageJob {
   }
 
   private compareServiceJson(): void {
-    const bytes = this.serviceJson;
-    if (bytes === undefined) throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} was not extracted`);
-    let text = bytes.toString('utf8');
-    if (text.startsWith('\uFEFF')) text = text.slice(1);
-    let extracted: unknown;
-    try {
-      extracted = JSON.parse(text);
-    } catch (err) {
-      throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} in the archive is not valid JSON: ${messageOf(err)}`, { cause: err });
-    }
-    const expected: unknown = this.req.manifest.service;
-    if (jsonEqual(extracted, expected)) return;
-    // The engine may hold manifest.service as parsed by the schema, with defaults filled in
-    // (health_check timings, exec.args): compare both sides normalised the same way.
-    const a = serviceJsonSchema.safeParse(extracted);
-    const b = serviceJsonSchema.safeParse(expected);
-    if (a.success && b.success && jsonEqual(a.data, b.data)) return;
-    const at = firstDifference(extracted, expected) ?? '(root)';
-    throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} in the archive differs from the manifest's service (first difference at ${at})`, {
-      details: { field: at },
-    });
+    assertServiceJsonMatches(this.serviceJson, this.req.manifest);
   }
+}
+
+/**
+ * The staged service.json must be the signed manifest's `service` as a JSON value
+ * (MANIFEST_MISMATCH otherwise). Shared by the stager and the delta stager (src/delta/stage-delta.ts).
+ */
+export function assertServiceJsonMatches(bytes: Buffer | undefined, manifest: ServiceManifest): void {
+  if (bytes === undefined) throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} was not extracted`);
+  let text = bytes.toString('utf8');
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
+  let extracted: unknown;
+  try {
+    extracted = JSON.parse(text);
+  } catch (err) {
+    throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} in the archive is not valid JSON: ${messageOf(err)}`, { cause: err });
+  }
+  const expected: unknown = manifest.service;
+  if (jsonEqual(extracted, expected)) return;
+  // The engine may hold manifest.service as parsed by the schema, with defaults filled in
+  // (health_check timings, exec.args): compare both sides normalised the same way.
+  const a = serviceJsonSchema.safeParse(extracted);
+  const b = serviceJsonSchema.safeParse(expected);
+  if (a.success && b.success && jsonEqual(a.data, b.data)) return;
+  const at = firstDifference(extracted, expected) ?? '(root)';
+  throw new ModelhubError('MANIFEST_MISMATCH', `${SERVICE_JSON} in the archive differs from the manifest's service (first difference at ${at})`, {
+    details: { field: at },
+  });
 }
 
 /**

@@ -4,7 +4,8 @@
 // inline script or style, so both are separate files and styles are set through CSSOM.
 // Handles tests rely on (SPEC §8): service-<id>, install-<id>, current-<id>, ranking, error,
 // and role="progressbar" with aria-valuenow while a job runs; also cancel-<id>, pause-<id>,
-// resume-<id>, model-<id>, pull-<id>, model-installed-<id>.
+// resume-<id>, model-<id>, pull-<id>, model-installed-<id>, damaged-<id> (a version the last
+// verify found damaged) and repair-<id>.
 
 function escapeAttribute(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -125,7 +126,16 @@ function statusCell(row) {
   const parts = [];
   if (row.running) parts.push(el('span', { class: 'pill', text: 'running' }));
   if (row.error) parts.push(el('div', { class: 'err', 'data-testid': 'error', text: row.error.code + ': ' + row.error.message }));
+  // Versions the last verify found damaged (files modified or missing).
+  if (row.damaged.length > 0) {
+    parts.push(el('div', { class: 'err', 'data-testid': 'damaged-' + row.id, text: 'damaged: ' + row.damaged.map((d) => d.version + ' (' + d.modified + ' modified, ' + d.missing + ' missing)').join(', ') }));
+  }
   return el('td', {}, ...parts);
+}
+
+function repairButton(row) {
+  if (row.damaged.length === 0 || row.job) return [];
+  return [el('button', { class: 'secondary', 'data-testid': 'repair-' + row.id, text: 'Repair', onclick: () => run(api.repair({ id: row.id }), 'repair ' + row.id) })];
 }
 
 const PAUSABLE = ['resolving', 'verifying_manifest', 'downloading'];
@@ -161,7 +171,7 @@ function render() {
       el('td', { 'data-testid': 'current-' + s.id, text: s.current === null ? '—' : s.current }),
       el('td', { class: 'muted', text: s.versions.join(', ') || '—' }),
       statusCell(s),
-      el('td', {}, button, ...jobButtons(s.id, s.job))));
+      el('td', {}, button, ...repairButton(s), ...jobButtons(s.id, s.job))));
   }
 
   const models = document.getElementById('models');
@@ -180,7 +190,7 @@ function render() {
       el('td', { 'data-testid': 'model-installed-' + m.id, text: m.installed.join(', ') || '—' }),
       el('td', { class: 'muted', text: m.versions.join(', ') || '—' }),
       statusCell(m),
-      el('td', {}, button, ...jobButtons(m.id, m.job))));
+      el('td', {}, button, ...repairButton(m), ...jobButtons(m.id, m.job))));
   }
 
   const list = document.getElementById('ranking');

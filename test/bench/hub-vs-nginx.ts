@@ -1,12 +1,18 @@
-// Hub vs nginx: the same package downloaded from the hub (/storage/services/…/service.zip) and
-// from nginx serving the hub's storage directory (sendfile on), with the same client (curl),
-// in paired runs of alternating order, after warming the page cache. Goal: hub ≥ 0.45× nginx.
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
-import path from 'node:path';
+// Hub vs nginx: one package downloaded by curl from three servers, all reading the same file of
+// one storage folder: the hub sending the bytes itself, nginx alone (deploy/nginx/mirror.conf,
+// sendfile on), and nginx in front of a hub started with --accel-redirect
+// (deploy/nginx/modelhub.conf: the hub checks, nginx sends). Each comparison is BENCH_RUNS pairs
+// in alternating order, and the figure is the median of the pair ratios. Goals: the hub alone
+// ≥ 0.45× nginx alone; hub behind nginx ≥ 0.9× nginx alone.
+//
+// Page cache: the package was just published (written) by the hub, so every contender reads it
+// from memory alike; there is no warm-up beyond one untimed download per server, which checks
+// that it serves the whole file.
+import { createHub } from '../../hub/server.js';
+import { deployConfig, nginxBinary, startNginxProcess, type RunningNginx } from '../helpers/nginx-process.js';
 import {
-  findExecutable,
+  envInt,
   fmtGBps,
-  freePort,
   isExecutable,
   heading,
   log,
@@ -14,18 +20,15 @@ import {
   pad,
   padLeft,
   runTimed,
-  sleep,
-  spawnDaemon,
-  tempDir,
-  warmFile,
-  killChild,
   onCleanup,
   type BenchOptions,
   type BenchReport,
   type Fixtures,
 } from './lib.js';
 
-const GOAL_RATIO = 0.45;
+const GOAL_HUB = 0.45;
+const GOAL_FRONT = 0.9;
+const ACCEL_PREFIX = '/_modelhub_storage';
 
 interface Download {
   bytes: number;
@@ -44,142 +47,91 @@ async function curlDownload(url: string, expectBytes: number): Promise<Download>
   return { bytes, seconds };
 }
 
-/** Temp-path directives for the modules this nginx was built with (so nothing lands in /var/lib/nginx). */
-async function tempPathDirectives(nginx: string, dir: string): Promise<string[]> {
-  const v = await runTimed(nginx, ['-V']);
-  const text = v.stderr + v.stdout;
-  const lines = [`client_body_temp_path ${path.join(dir, 'body')};`];
-  for (const m of ['proxy', 'fastcgi', 'uwsgi', 'scgi']) {
-    if (!text.includes(`--without-http_${m}_module`)) lines.push(`${m}_temp_path ${path.join(dir, m)};`);
-  }
-  return lines;
+interface Pairs {
+  /** Median throughputs, bytes/s. */
+  contender: number;
+  nginx: number;
+  /** Median of the per-pair ratios contender/nginx. */
+  ratio: number;
 }
 
-interface Nginx {
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startNginx(nginx: string, root: string): Promise<Nginx> {
-  const dir = await tempDir('nginx');
-  const port = await freePort();
-  const errorLog = path.join(dir, 'error.log');
-  const conf = path.join(dir, 'nginx.conf');
-  await mkdir(path.join(dir, 'logs'), { recursive: true });
-  const config = [
-    'daemon off;',
-    'master_process off;',
-    'worker_processes 1;',
-    `pid ${path.join(dir, 'nginx.pid')};`,
-    `error_log ${errorLog} warn;`,
-    'events { worker_connections 64; }',
-    'http {',
-    `  access_log ${path.join(dir, 'access.log')};`,
-    ...(await tempPathDirectives(nginx, dir)).map((l) => '  ' + l),
-    '  types { application/zip zip; }',
-    '  default_type application/octet-stream;',
-    '  sendfile on;',
-    '  tcp_nopush on;',
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    `    root ${root};`,
-    '    location / { }',
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-  await writeFile(conf, config);
-  const child = spawnDaemon(nginx, ['-p', dir + '/', '-c', conf, '-e', errorLog]);
-  const stop = async (): Promise<void> => killChild(child);
-  onCleanup('stop nginx', stop);
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null || child.signalCode !== null) break;
-    const r = await runTimed('curl', ['-s', '--noproxy', '*', '-o', '/dev/null', '-w', '%{http_code}', `${url}/`]);
-    if (r.code === 0 && r.stdout.trim() !== '000') return { url, stop };
-    await sleep(50);
+/** `runs` pairs, alternating which goes first; the ratio of throughputs is t_nginx / t_contender. */
+async function pairs(name: string, contenderUrl: string, nginxUrl: string, size: number, runs: number): Promise<Pairs> {
+  const rows: { c: Download; n: Download; ratio: number }[] = [];
+  for (let i = 0; i < runs; i++) {
+    const contenderFirst = i % 2 === 0;
+    const first = await curlDownload(contenderFirst ? contenderUrl : nginxUrl, size);
+    const second = await curlDownload(contenderFirst ? nginxUrl : contenderUrl, size);
+    const [c, n] = contenderFirst ? [first, second] : [second, first];
+    const row = { c, n, ratio: n.seconds / c.seconds };
+    rows.push(row);
+    log(
+      `  pair ${padLeft(String(i + 1), 2)} (${pad(contenderFirst ? `${name}→nginx` : `nginx→${name}`, 19)})  ${name} ${padLeft(fmtGBps(c.bytes, c.seconds), 10)}  ` +
+        `nginx ${padLeft(fmtGBps(n.bytes, n.seconds), 10)}  ratio ${row.ratio.toFixed(3)}`,
+    );
   }
-  const errors = await readFile(errorLog, 'utf8').catch(() => '');
-  await stop();
-  throw new Error(`nginx did not come up on ${url}:\n${errors.slice(-2000)}`);
+  return {
+    contender: median(rows.map((r) => r.c.bytes / r.c.seconds)),
+    nginx: median(rows.map((r) => r.n.bytes / r.n.seconds)),
+    ratio: median(rows.map((r) => r.ratio)),
+  };
 }
 
 export async function benchHubVsNginx(o: BenchOptions, fx: Fixtures): Promise<BenchReport> {
-  heading(`hub vs nginx: ${o.mb} MiB download, ${o.runs} paired runs (curl, body to /dev/null)`);
+  const mb = envInt('BENCH_HUB_MB', o.quick ? 32 : 256);
+  heading(`hub vs nginx: ${mb} MiB download, ${o.runs} alternating pairs per comparison (curl, body to /dev/null)`);
   const report: BenchReport = { title: 'hub vs nginx', figures: [] };
-  if ((await findExecutable('curl')) === null) {
+  if ((await runTimed('curl', ['--version'])).code !== 0) {
     report.skipped = 'curl not found on PATH';
     log(`  SKIPPED: ${report.skipped}`);
     return report;
   }
   const envNginx = process.env.BENCH_NGINX;
-  const nginxBin =
-    envNginx !== undefined && envNginx !== ''
-      ? (await isExecutable(envNginx))
-        ? envNginx
-        : null
-      : await findExecutable('nginx', ['/usr/sbin', '/usr/local/sbin', '/usr/local/nginx/sbin']);
-  if (nginxBin === null) {
+  const binary = envNginx !== undefined && envNginx !== '' ? envNginx : 'path' in nginxBinary ? nginxBinary.path : undefined;
+  if (binary === undefined || !(await isExecutable(binary))) {
     report.skipped =
-      envNginx !== undefined && envNginx !== ''
-        ? `BENCH_NGINX=${envNginx} is not an executable — nginx comparison skipped`
-        : 'nginx not found (PATH, /usr/sbin, /usr/local/sbin, /usr/local/nginx/sbin; or set BENCH_NGINX) — nginx comparison skipped (apt-get install nginx)';
+      binary === undefined
+        ? `${'reason' in nginxBinary ? nginxBinary.reason : 'no nginx'} (or set BENCH_NGINX) — nginx comparison skipped`
+        : `BENCH_NGINX=${binary} is not an executable — nginx comparison skipped`;
     log(`  SKIPPED: ${report.skipped}`);
     return report;
   }
 
   const hub = await fx.hub();
-  const pkg = await fx.sizedPackage(o.mb);
-  let nginx: Nginx;
-  try {
-    nginx = await startNginx(nginxBin, hub.storageRoot);
-  } catch (err) {
-    report.skipped = `nginx failed to start — comparison skipped: ${(err as Error).message.split('\n')[0] ?? ''}`;
-    log(`  SKIPPED: ${(err as Error).message}`);
-    return report;
-  }
-  const targets = {
-    hub: pkg.url,
-    nginx: `${nginx.url}/${pkg.storageRel}`,
+  const pkg = await fx.sizedPackage(mb);
+  // A second hub on the same storage folder and catalog (as hubs behind one nginx share them).
+  const accelHub = await createHub({ storage: hub.storageRoot, port: 0, publisherKeys: [], accelRedirect: ACCEL_PREFIX });
+  onCleanup('close the --accel-redirect hub', () => accelHub.close());
+  const start = async (label: string, config: string): Promise<RunningNginx> => {
+    const n = await startNginxProcess({ binary, config });
+    onCleanup(`stop ${label}`, () => n.stop());
+    return n;
   };
-  log(`  nginx:   ${nginxBin} (daemon off, master_process off, sendfile on, tcp_nopush on)`);
+  const alone = await start('nginx alone', await deployConfig('mirror.conf', { storage: hub.storageRoot }));
+  const front = await start('nginx in front', await deployConfig('modelhub.conf', { hub: accelHub.url, storage: hub.storageRoot }));
+  const storagePath = `/storage/${pkg.storageRel}`;
+  const targets = { hub: pkg.url, nginx: `${alone.url}${storagePath}`, front: `${front.url}${storagePath}` };
+  log(`  nginx:   ${binary} (deploy/nginx/*.conf: sendfile on, tcp_nopush on)`);
   log(`  hub:     ${targets.hub}`);
-  log(`  nginx:   ${targets.nginx}`);
+  log(`  nginx:   ${targets.nginx}   (alone, the storage folder as a static mirror)`);
+  log(`  front:   ${targets.front}   (nginx → hub --accel-redirect ${ACCEL_PREFIX} → nginx sends)`);
+  for (const url of Object.values(targets)) await curlDownload(url, pkg.size);
 
-  // Warm the page cache and both servers; checks both serve the whole file.
-  await warmFile(pkg.file);
-  await curlDownload(targets.hub, pkg.size);
-  await curlDownload(targets.nginx, pkg.size);
+  log('  -- the hub sending the bytes itself vs nginx alone');
+  const direct = await pairs('hub', targets.hub, targets.nginx, pkg.size, o.runs);
+  log('  -- nginx in front of the hub (X-Accel-Redirect) vs nginx alone');
+  const behind = await pairs('front', targets.front, targets.nginx, pkg.size, o.runs);
 
-  const rows: { hub: Download; nginx: Download; ratio: number; order: string }[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    const order: ('hub' | 'nginx')[] = i % 2 === 0 ? ['hub', 'nginx'] : ['nginx', 'hub'];
-    const got: Partial<Record<'hub' | 'nginx', Download>> = {};
-    for (const which of order) got[which] = await curlDownload(targets[which], pkg.size);
-    const h = got.hub;
-    const n = got.nginx;
-    if (h === undefined || n === undefined) throw new Error('missing a download');
-    // ratio of throughputs hub/nginx = t_nginx / t_hub
-    const row = { hub: h, nginx: n, ratio: n.seconds / h.seconds, order: order.join('→') };
-    rows.push(row);
-    log(
-      `  pair ${padLeft(String(i + 1), 2)} (${pad(row.order, 11)})  hub ${padLeft(fmtGBps(h.bytes, h.seconds), 10)}  ` +
-        `nginx ${padLeft(fmtGBps(n.bytes, n.seconds), 10)}  ratio ${row.ratio.toFixed(3)}`,
-    );
-  }
-  await nginx.stop();
-
-  const hubMed = median(rows.map((r) => r.hub.bytes / r.hub.seconds));
-  const ngxMed = median(rows.map((r) => r.nginx.bytes / r.nginx.seconds));
-  const ratioMed = median(rows.map((r) => r.ratio));
-  const ok = ratioMed >= GOAL_RATIO;
-  log(`  median hub   ${fmtGBps(hubMed, 1)}`);
-  log(`  median nginx ${fmtGBps(ngxMed, 1)}`);
-  log(`  median of per-pair ratios hub/nginx: ${ratioMed.toFixed(3)}×  (goal ≥ ${GOAL_RATIO}) → ${ok ? 'MEETS GOAL' : 'MISSES GOAL'}`);
+  const okHub = direct.ratio >= GOAL_HUB;
+  const okFront = behind.ratio >= GOAL_FRONT;
+  log(`  hub alone / nginx:    ${direct.ratio.toFixed(3)}×  (goal ≥ ${GOAL_HUB}) → ${okHub ? 'MEETS GOAL' : 'MISSES GOAL'}`);
+  log(`  hub behind / nginx:   ${behind.ratio.toFixed(3)}×  (goal ≥ ${GOAL_FRONT}) → ${okFront ? 'MEETS GOAL' : 'MISSES GOAL'}`);
   report.figures.push(
-    { name: `hub download (${o.mb} MiB), median`, value: fmtGBps(hubMed, 1), verdict: 'info' },
-    { name: `nginx download (${o.mb} MiB), median`, value: fmtGBps(ngxMed, 1), verdict: 'info' },
-    { name: 'hub/nginx throughput, median of pairs', value: `${ratioMed.toFixed(3)}×`, verdict: ok ? 'pass' : 'miss', note: `goal ≥ ${GOAL_RATIO}` },
+    { name: `hub download (${mb} MiB), median`, value: fmtGBps(direct.contender, 1), verdict: 'info' },
+    { name: `nginx download (${mb} MiB), median`, value: fmtGBps(direct.nginx, 1), verdict: 'info' },
+    { name: 'hub/nginx throughput, median of pairs', value: `${direct.ratio.toFixed(3)}×`, verdict: okHub ? 'pass' : 'miss', note: `goal ≥ ${GOAL_HUB}` },
+    { name: `hub behind nginx (${mb} MiB), median`, value: fmtGBps(behind.contender, 1), verdict: 'info' },
+    { name: 'hub behind nginx/nginx, median of pairs', value: `${behind.ratio.toFixed(3)}×`, verdict: okFront ? 'pass' : 'miss', note: `goal ≥ ${GOAL_FRONT}` },
   );
   return report;
 }

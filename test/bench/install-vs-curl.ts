@@ -1,8 +1,11 @@
 // Install vs curl+sha256+unzip: an end-to-end `modelhub install ID@VER --no-start` (fresh home
 // per run) against `curl -o && openssl dgst -sha256 && unzip -q` from the same hub, in paired
-// runs of alternating order. Ratio = time(install) / time(pipeline): bar ≤ 0.80, goal 0.70.
-// Also the installer's peak RSS (bar ≤ 200 MB, goal 150 MB, at any size; measured at a second,
-// smaller size too) and the number of event-log rows one install writes.
+// runs of alternating order. Ratio = time(install) / time(pipeline): bar ≤ 0.80, goal 0.65.
+// Nothing is warmed for either side: no untimed first run, no reading the hub's file into the
+// page cache — a user's install meets whatever cache the machine happens to have, and so does
+// the pipeline. Also the installer's peak RSS (bar ≤ 200 MB, goal 150 MB, at any size; measured
+// at a small and a large size, since memory must not grow with the package) and the number of
+// event-log rows one install writes.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { exportLineSchema, type ExportLine } from '../../src/engine/export-format.js';
@@ -23,7 +26,6 @@ import {
   runTimed,
   syncDisks,
   tempDir,
-  warmFile,
   type BenchOptions,
   type BenchReport,
   type Figure,
@@ -32,10 +34,11 @@ import {
 } from './lib.js';
 
 const BAR_RATIO = 0.8;
-const GOAL_RATIO = 0.7;
+const GOAL_RATIO = 0.65;
 const BAR_RSS_MB = 200;
 const GOAL_RSS_MB = 150;
 const MEGABYTE = 1e6;
+const LARGE_RUNS = 2;
 
 /** How peak RSS is measured: GNU time's %M (max RSS of the child, KiB), else polling VmHWM. */
 type RssMethod = { kind: 'gnu-time'; bin: string } | { kind: 'proc-vmhwm' };
@@ -125,9 +128,6 @@ class Runner {
     const home = path.join(this.work, `home-${++this.n}`);
     try {
       await cliOk(['trust', 'add', this.pubKey], home, this.hubUrl);
-      // Both sides start with the hub's copy in the page cache: this VM reclaims idle cache
-      // within seconds (kdamond), which otherwise decides the figure more than the code does.
-      await warmFile(pkg.file);
       const rssFile = path.join(this.work, `rss-${this.n}.txt`);
       let polled = 0;
       let poller: NodeJS.Timeout | undefined;
@@ -164,7 +164,6 @@ class Runner {
   async pipeline(pkg: PublishedService): Promise<PipelineRun> {
     const dir = path.join(this.work, `ref-${++this.n}`);
     await mkdir(dir, { recursive: true });
-    await warmFile(pkg.file);
     try {
       // The step timestamps (`date`, ~1 ms each) only split the figure; the clock is the whole sh.
       const script =
@@ -184,7 +183,7 @@ class Runner {
 }
 
 export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<BenchReport> {
-  heading(`install vs curl+openssl+unzip: ${o.mb} MiB package, ${o.runs} paired runs; peak RSS also at ${o.smallMb} MiB`);
+  heading(`install vs curl+openssl+unzip: ${o.mb} MiB package, ${o.runs} paired runs; peak RSS also at ${o.smallMb} and ${o.largeMb} MiB; nothing warmed`);
   const report: BenchReport = { title: 'install vs curl+sha256+unzip', figures: [] };
   const missing: string[] = [];
   for (const tool of ['curl', 'openssl', 'unzip']) if ((await findExecutable(tool)) === null) missing.push(tool);
@@ -202,11 +201,6 @@ export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<Bench
 
   const work = await tempDir('install');
   const runner = new Runner(work, hub.url, hub.pubKey, rss);
-
-  // Warm-up, untimed: page cache for the package, the CLI's modules, curl/unzip.
-  await warmFile(big.file);
-  await runner.install(big);
-  if (withReference) await runner.pipeline(big);
 
   const rows: { install: InstallRun; refMs: number; ref: PipelineRun | null; order: string }[] = [];
   for (let i = 0; i < o.runs; i++) {
@@ -232,11 +226,19 @@ export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<Bench
 
   log(`  second size, ${o.smallMb} MiB (installer only, peak RSS):`);
   const smallRuns: InstallRun[] = [];
-  await warmFile(small.file);
   for (let i = 0; i < o.runs; i++) {
     const r = await runner.install(small);
     smallRuns.push(r);
     log(`  run  ${padLeft(String(i + 1), 2)}  install ${padLeft(fmtMs(r.ms), 8)}  peak RSS ${fmtMB(r.rssBytes)}  log rows ${r.rows}`);
+  }
+  // Built only now, so that its gigabyte does not sit in the page cache during the timed pairs.
+  const large = await fx.sizedPackage(o.largeMb);
+  log(`  third size, ${o.largeMb} MiB (installer only, peak RSS, ${LARGE_RUNS} runs):`);
+  const largeRuns: InstallRun[] = [];
+  for (let i = 0; i < LARGE_RUNS; i++) {
+    const r = await runner.install(large);
+    largeRuns.push(r);
+    log(`  run  ${padLeft(String(i + 1), 2)}  install ${padLeft(fmtMs(r.ms), 8)} (${fmtGBps(large.size, r.ms / 1000)})  peak RSS ${fmtMB(r.rssBytes)}  log rows ${r.rows}`);
   }
 
   const instMed = median(rows.map((r) => r.install.ms));
@@ -244,8 +246,9 @@ export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<Bench
   const ratioMed = median(rows.map((r) => r.install.ms / r.refMs));
   const rssBig = max(rows.map((r) => r.install.rssBytes));
   const rssSmall = max(smallRuns.map((r) => r.rssBytes));
-  const rssMax = Math.max(rssBig, rssSmall);
-  const rowCounts = [...new Set([...rows, ...smallRuns.map((install) => ({ install }))].map((r) => r.install.rows))].sort((a, b) => a - b);
+  const rssLarge = max(largeRuns.map((r) => r.rssBytes));
+  const rssMax = Math.max(rssBig, rssSmall, rssLarge);
+  const rowCounts = [...new Set([...rows, ...[...smallRuns, ...largeRuns].map((install) => ({ install }))].map((r) => r.install.rows))].sort((a, b) => a - b);
 
   log(`  median install  ${fmtMs(instMed)} (${fmtGBps(big.size, instMed / 1000)})`);
   log(`    where it goes, ms (median per state from the event log; (cli start) = spawn → first event): ${fmtPhases(medianPhases(rows.map((r) => r.install.phases)))}`);
@@ -268,14 +271,15 @@ export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<Bench
   const rssVerdict = rssMB <= BAR_RSS_MB ? 'pass' : 'miss';
   const rssGoal = rssMB <= GOAL_RSS_MB ? 'meets goal' : 'misses goal';
   log(
-    `  installer peak RSS: max ${(rssBig / MEGABYTE).toFixed(1)} MB at ${o.mb} MiB, ${(rssSmall / MEGABYTE).toFixed(1)} MB at ${o.smallMb} MiB ` +
+    `  installer peak RSS: max ${(rssBig / MEGABYTE).toFixed(1)} MB at ${o.mb} MiB, ${(rssSmall / MEGABYTE).toFixed(1)} MB at ${o.smallMb} MiB, ` +
+      `${(rssLarge / MEGABYTE).toFixed(1)} MB at ${o.largeMb} MiB ` +
       `(bar ≤ ${BAR_RSS_MB} MB, goal ${GOAL_RSS_MB} MB) → ${rssVerdict === 'pass' ? 'WITHIN BAR' : 'MISSES BAR'}, ${rssGoal}`,
   );
   log(`  event-log rows per install: ${rowCounts.join(', ')}`);
   figures.push(
     {
       name: 'installer peak RSS, max',
-      value: `${(rssMax / MEGABYTE).toFixed(1)} MB (${(rssBig / MEGABYTE).toFixed(1)} @ ${o.mb} MiB, ${(rssSmall / MEGABYTE).toFixed(1)} @ ${o.smallMb} MiB)`,
+      value: `${(rssMax / MEGABYTE).toFixed(1)} MB (${(rssSmall / MEGABYTE).toFixed(1)} @ ${o.smallMb} MiB, ${(rssBig / MEGABYTE).toFixed(1)} @ ${o.mb} MiB, ${(rssLarge / MEGABYTE).toFixed(1)} @ ${o.largeMb} MiB)`,
       verdict: rssVerdict,
       note: `bar ≤ ${BAR_RSS_MB} MB, goal ${GOAL_RSS_MB} MB: ${rssGoal}; ${rss.kind}`,
     },

@@ -4,7 +4,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,13 +32,15 @@ export interface BenchOptions {
   runs: number;
   /** The second size for the installer's peak RSS, MiB. */
   smallMb: number;
+  /** The third size for the installer's peak RSS (memory must not grow with size), MiB. */
+  largeMb: number;
   /** Failing updates in the rollback benchmark. */
   rollbackRuns: number;
   /** Health-check timeout of the failing release in the rollback benchmark, ms. */
   healthTimeoutMs: number;
 }
 
-function envInt(name: string, fallback: number): number {
+export function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const n = Number(raw);
@@ -53,6 +54,7 @@ export function benchOptions(quick: boolean): BenchOptions {
     mb: envInt('BENCH_MB', quick ? 32 : 400),
     runs: envInt('BENCH_RUNS', quick ? 2 : 5),
     smallMb: envInt('BENCH_SMALL_MB', quick ? 8 : 64),
+    largeMb: envInt('BENCH_LARGE_MB', quick ? 64 : 1024),
     rollbackRuns: envInt('BENCH_ROLLBACK_RUNS', quick ? 2 : 5),
     healthTimeoutMs: envInt('BENCH_HEALTH_TIMEOUT_MS', 2000),
   };
@@ -322,17 +324,7 @@ export async function findExecutable(name: string, extraDirs: string[] = []): Pr
 }
 
 /** A port free on 127.0.0.1 right now (for servers that cannot report a port-0 bind). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../helpers/free-port.js';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

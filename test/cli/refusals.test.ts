@@ -159,11 +159,11 @@ describe('a model manifest that does not match the request', () => {
     await publishModel('mm-a', '2.0.0');
     await publishModel('mm-b', '1.0.0');
     // The hub serves another release's validly signed manifest (and its signature) for these two.
-    const swap = async (from: string, to: string): Promise<void> => {
-      for (const f of ['manifest.json', 'manifest.json.minisig']) await copyFile(path.join(from, f), path.join(to, f));
+    const swap = async (from: [string, string], to: [string, string]): Promise<void> => {
+      for (const f of ['manifest.json', 'manifest.json.minisig'] as const) await copyFile(hub.layout.modelRecord(...from, f), hub.layout.modelRecord(...to, f));
     };
-    await swap(hub.layout.modelDir('mm-b', '1.0.0'), hub.layout.modelDir('mm-a', '1.0.0'));
-    await swap(hub.layout.modelDir('mm-a', '2.0.0'), hub.layout.modelDir('mm-a', '1.1.0'));
+    await swap(['mm-b', '1.0.0'], ['mm-a', '1.0.0']);
+    await swap(['mm-a', '2.0.0'], ['mm-a', '1.1.0']);
   });
 
   it("another model's signed manifest → MANIFEST_MISMATCH; no model folder", async () => {

@@ -250,8 +250,8 @@ describe('downloadFile: resume', () => {
     const first = await expectCode(downloadFile(req(d, { maxAttempts: 1 })), 'NETWORK_ERROR', true);
     expect(first.message).toMatch(/ended early|connection lost/i);
     expect((await stat(`${d}.part`)).size).toBe(N);
-    const meta = JSON.parse(await readFile(`${d}.part.json`, 'utf8')) as { url: string; etag: string; size: number };
-    expect(meta).toEqual({ url: server.url(), etag: server.etagOf(), size: SIZE });
+    const meta = JSON.parse(await readFile(`${d}.part.json`, 'utf8')) as { url: string; etag: string; size: number; sha256: string };
+    expect(meta).toEqual({ url: server.url(), etag: server.etagOf(), size: SIZE, sha256: SHA });
 
     const r = await downloadFile(req(d));
     expect(r.resumedFrom).toBe(N);

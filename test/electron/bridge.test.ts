@@ -150,7 +150,7 @@ describe('the Electron bridge', () => {
     const { world, modelhub } = openRenderer(ipcMain);
     expect(Object.keys(world)).toEqual(['modelhub']);
     const api = modelhub as unknown as Record<string, unknown>;
-    expect(Object.keys(api).sort()).toEqual(['cancel', 'checkForUpdates', 'install', 'jobEvents', 'onJobState', 'onProgress', 'pause', 'pullModel', 'ranking', 'resume', 'start', 'state', 'status', 'stop', 'uninstall']);
+    expect(Object.keys(api).sort()).toEqual(['cancel', 'checkForUpdates', 'install', 'jobEvents', 'onJobState', 'onProgress', 'pause', 'pullModel', 'ranking', 'repair', 'resume', 'start', 'state', 'status', 'stop', 'uninstall', 'verify']);
     for (const v of Object.values(api)) expect(typeof v).toBe('function');
     const off = modelhub.onProgress(() => undefined);
     expect(typeof off).toBe('function');

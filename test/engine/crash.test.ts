@@ -12,7 +12,7 @@
 // of an earlier attempt in the version directory that the switch must clear (switching), and a
 // startup grace (health checking). A kill that still lands elsewhere (the process moved on before
 // the signal arrived) is recorded, checked like any other, and that case is tried again.
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -24,7 +24,7 @@ import type { ServiceManifest } from '../../src/schemas/manifest.js';
 import { spawnCli } from '../helpers/cli.js';
 import { TEST_TOKEN } from '../helpers/hub.js';
 import { signManifest } from '../helpers/releases.js';
-import { currentOf, makeBench, type Bench } from './fixture.js';
+import { currentOf, makeBench, partBytes, type Bench } from './fixture.js';
 
 let b: Bench;
 const MiB = 1024 * 1024;
@@ -98,17 +98,6 @@ interface Case {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Bytes of the package's `.part` on disk (0 when there is none yet). */
-function partBytes(home: string): number {
-  try {
-    const dir = path.join(home, 'downloads');
-    const part = readdirSync(dir).find((f) => f.endsWith('.zip.part'));
-    return part === undefined ? 0 : statSync(path.join(dir, part)).size;
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * Runs the update and SIGKILLs it once engine.db says its job is in `c.target` (and `c.ready`).

@@ -1,5 +1,6 @@
 // A node test bench: a real hub with published demo releases, a proxy in front of it, and a
 // fresh node home driven through the real CLI.
+import { readdirSync, statSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { publishDir } from '../../src/admin/publish-client.js';
@@ -64,5 +65,16 @@ export async function currentOf(home: string, id: string): Promise<string | null
     return await readlink(path.join(home, 'services', id, 'current'));
   } catch {
     return null;
+  }
+}
+
+/** Bytes of the service package's `.part` in a home's downloads/ (0 when there is none yet). */
+export function partBytes(home: string): number {
+  try {
+    const dir = path.join(home, 'downloads');
+    const part = readdirSync(dir).find((f) => f.endsWith('.zip.part'));
+    return part === undefined ? 0 : statSync(path.join(dir, part)).size;
+  } catch {
+    return 0;
   }
 }

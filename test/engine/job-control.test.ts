@@ -60,7 +60,8 @@ describe('pause, resume, cancel', () => {
     const home = await b.newHome();
     const pkg = b.releases.get('demo-echo@2.0.0')!.manifest as { archive: { size: number } };
     b.proxy.bytes.clear();
-    b.proxy.rate = 4 * 1024 * 1024;
+    // Slow enough that the job is still downloading when a pause CLI started on a busy machine acts.
+    b.proxy.rate = 1024 * 1024;
     let holder: ChildProcess | undefined;
     try {
       const started = await startDownloading(home, ['install', 'demo-echo@2.0.0', '--no-start']);
@@ -97,7 +98,7 @@ describe('pause, resume, cancel', () => {
   it('cancel from another process: current stays, nothing is left in downloads/ or staging', async () => {
     const home = await b.newHome();
     expect((await b.cli(home, ['install', 'demo-echo@1.0.0', '--no-start'])).code).toBe(0);
-    b.proxy.rate = 2 * 1024 * 1024;
+    b.proxy.rate = 1024 * 1024;
     let holder: ChildProcess | undefined;
     try {
       const started = await startDownloading(home, ['install', 'demo-echo@2.0.0', '--no-start']);
@@ -118,7 +119,9 @@ describe('pause, resume, cancel', () => {
 
   it('a paused model pull is cancelled from its partial files; a malformed or unknown job id is refused', async () => {
     const home = await b.newHome();
-    b.proxy.rate = 2 * 1024 * 1024;
+    // Two files flow in parallel, each at this rate: 12 s of download, so a pause CLI that
+    // starts slowly on a busy machine still finds the job downloading.
+    b.proxy.rate = 512 * 1024;
     let holder: ChildProcess | undefined;
     try {
       const started = await startDownloading(home, ['models', 'pull', 'ctl-model']);
@@ -138,7 +141,7 @@ describe('pause, resume, cancel', () => {
 
   it('gc removes what no job owns and keeps a paused job\u2019s files', async () => {
     const home = await b.newHome();
-    b.proxy.rate = 2 * 1024 * 1024;
+    b.proxy.rate = 1024 * 1024;
     let holder: ChildProcess | undefined;
     try {
       const started = await startDownloading(home, ['install', 'demo-echo@2.0.0', '--no-start']);

@@ -76,9 +76,8 @@ const CASES: Case[] = [
   },
 ];
 
-/** Replaces the stored signature of a published release and checks the hub now serves it. */
-async function tamperInStorage(dir: string, servedAt: string, release: BuiltRelease, tamper: Tamper): Promise<string> {
-  const file = path.join(dir, 'manifest.json.minisig');
+/** Replaces the stored signature of a published release (`file`) and checks the hub now serves it. */
+async function tamperInStorage(file: string, servedAt: string, release: BuiltRelease, tamper: Tamper): Promise<string> {
   const good = await readFile(file, 'utf8');
   const bad = await tamper(good, release.manifestText);
   expect(bad).not.toBe(good);
@@ -135,7 +134,7 @@ describe('install refuses a bad signature with a populated trust store', () => {
     it(`${c.name} → ${c.code}; 1.0.0 stays current`, async () => {
       const release = releases.get(version)!;
       const bad = await tamperInStorage(
-        hub.layout.serviceDir(SERVICE, version, 'linux-x64'),
+        hub.layout.serviceRecord(SERVICE, version, 'linux-x64', 'manifest.json.minisig'),
         `/api/services/${SERVICE}/${version}/linux-x64/manifest.minisig`,
         release,
         c.tamper,
@@ -174,7 +173,7 @@ describe('models pull refuses a bad signature with a populated trust store', () 
     const version = `2.${i}.0`;
     it(`${c.name} → ${c.code}; no model folder appears`, async () => {
       const release = releases.get(version)!;
-      await tamperInStorage(hub.layout.modelDir(MODEL, version), `/api/models/${MODEL}/${version}/manifest.minisig`, release, c.tamper);
+      await tamperInStorage(hub.layout.modelRecord(MODEL, version, 'manifest.json.minisig'), `/api/models/${MODEL}/${version}/manifest.minisig`, release, c.tamper);
 
       const r = await cli(home, ['models', 'pull', `${MODEL}@${version}`]);
       expect(r.code).toBe(1);
@@ -192,7 +191,7 @@ describe('control: the same storage swap with a good signature installs', () => 
   it('a manifest signed by the second trusted key (one the hub does not know) installs', async () => {
     const r = await buildServiceRelease(work, trusted, { id: SERVICE, version: '3.0.0' });
     await publishDir(r.dir, { hub: hub.url, token: TEST_TOKEN });
-    await tamperInStorage(hub.layout.serviceDir(SERVICE, '3.0.0', 'linux-x64'), `/api/services/${SERVICE}/3.0.0/linux-x64/manifest.minisig`, r, (_g, text) =>
+    await tamperInStorage(hub.layout.serviceRecord(SERVICE, '3.0.0', 'linux-x64', 'manifest.json.minisig'), `/api/services/${SERVICE}/3.0.0/linux-x64/manifest.minisig`, r, (_g, text) =>
       resign(text, alsoTrusted),
     );
     const home = await newHome();

@@ -107,12 +107,13 @@ async function plantModel(version: string, files: Record<string, string>): Promi
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
   const dir = hub.layout.modelDir(MODEL, version);
   for (const [p, data] of Object.entries(files)) {
-    const file = path.join(dir, 'files', ...p.split('/'));
+    const file = path.join(dir, ...p.split('/'));
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, data);
   }
-  await writeFile(path.join(dir, 'manifest.json'), text);
-  await writeFile(path.join(dir, 'manifest.json.minisig'), await sign(text));
+  await mkdir(path.dirname(hub.layout.modelRecord(MODEL, version, 'manifest.json')), { recursive: true });
+  await writeFile(hub.layout.modelRecord(MODEL, version, 'manifest.json'), text);
+  await writeFile(hub.layout.modelRecord(MODEL, version, 'manifest.json.minisig'), await sign(text));
   const now = new Date().toISOString();
   const size = Object.values(files).reduce((n, d) => n + Buffer.byteLength(d), 0);
   expect(

@@ -115,6 +115,27 @@ describe('model publish', () => {
   it('control: distinct, portable names → 201', async () => {
     expect(await publishModel('9.0.0', { 'w/cafe.bin': 'a', 'w/caf\u00e9.bin': 'b', 'w/vocab.txt': 'c' })).toMatchObject({ status: 201 });
   });
+
+  // The release's folder keeps its signed manifest in .modelhub/ beside the files (the storage
+  // layout is the URL layout), so no file may live there, in any case.
+  ['.modelhub/manifest.json', '.ModelHub/x.bin'].forEach((name, i) => {
+    it(`${JSON.stringify(name)} (the records folder) → 422 MANIFEST_INVALID, nothing stored`, async () => {
+      const version = `3.${i}.0`;
+      const r = await publishModel(version, { 'config.json': '{}', [name]: 'x' });
+      expect(r).toMatchObject({ status: 422, body: { error: 'MANIFEST_INVALID' } });
+      expect(String(r.body.message)).toContain('reserved');
+      await storedNothing('models', 'rules-model', version);
+    });
+  });
+
+  it('control: .modelhub deeper down, manifest.json and files/ at the top → 201, each served at its path', async () => {
+    const files = { 'w/.modelhub/x.bin': 'deep', 'manifest.json': '{"a":1}', 'files/y.bin': 'y' };
+    expect(await publishModel('9.1.0', files)).toMatchObject({ status: 201 });
+    for (const [p, data] of Object.entries(files)) {
+      const res = await fetch(`${hub.url}/storage/models/rules-model/9.1.0/${p}`);
+      expect(await res.text(), p).toBe(data);
+    }
+  });
 });
 
 describe('service publish', () => {

@@ -123,7 +123,8 @@ async function trickle(
   while (!up.answered() && Date.now() < deadline) {
     const seen = await incoming(h);
     maxIncoming = Math.max(maxIncoming, total(seen));
-    for (const [name, size] of seen) if (name.endsWith('/service.zip') || name.includes('/files/')) maxPackage = Math.max(maxPackage, size);
+    // Package bytes: any file of the upload but the manifest and its signature.
+    for (const [name, size] of seen) if (!/\/manifest\.json(\.minisig)?$/.test(name)) maxPackage = Math.max(maxPackage, size);
     if (stopWhen(seen)) break;
     if (sent < body.length && !up.req.destroyed) {
       up.req.write(body.subarray(sent, sent + CHUNK));

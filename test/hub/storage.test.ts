@@ -1,25 +1,27 @@
 // /storage semantics (SPEC §4): Range, If-Range, If-None-Match, HEAD, headers; and no request
 // path, however encoded, reaching a file outside the storage root.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { publishDir } from '../../src/admin/publish-client.js';
 import type { Hub } from '../../hub/server.js';
 import { startHub, TEST_TOKEN } from '../helpers/hub.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { buildModelRelease, buildServiceRelease, makeKey, type BuiltRelease } from '../helpers/releases.js';
+import { buildModelRelease, buildServiceRelease, makeKey, type BuiltRelease, type TestKey } from '../helpers/releases.js';
 import { tempDir } from '../helpers/tmp.js';
 
 let hub: Hub;
 let rel: BuiltRelease;
 let zip: Buffer;
 let work: string;
+let key: TestKey;
 const ZIP = '/storage/services/demo-echo/1.0.0/linux-x64/service.zip';
 const SECRET = 'TOP-SECRET-OUTSIDE-STORAGE';
 
 beforeAll(async () => {
   work = await tempDir();
-  const key = await makeKey(work);
+  key = await makeKey(work);
   hub = await startHub(work, [key]);
   rel = await buildServiceRelease(work, key, { version: '1.0.0', modelBytes: 300_000 });
   await publishDir(rel.dir, { hub: hub.url, token: TEST_TOKEN });
@@ -155,5 +157,69 @@ describe('HEAD on the signed manifest', () => {
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(get.body.length));
     expect(head.body.length).toBe(0);
+  });
+});
+
+describe('large files: many 1 MiB reads, reused buffers', () => {
+  const BIG = 'big.bin';
+  const SIZE = 24 * 1024 * 1024 + 12345;
+  let big: Buffer;
+  let url: string;
+  let file: string;
+
+  beforeAll(async () => {
+    const r = await buildModelRelease(work, key, { id: 'big-model', version: '1.0.0', files: { [BIG]: SIZE } });
+    await publishDir(r.dir, { hub: hub.url, token: TEST_TOKEN });
+    big = await readFile(path.join(r.dir, BIG));
+    url = `/storage/models/big-model/1.0.0/${BIG}`;
+    file = hub.layout.modelFile('big-model', '1.0.0', BIG);
+  });
+
+  it('the whole file, and ranges across read boundaries, byte for byte', async () => {
+    const whole = await rawRequest(hub.url, url);
+    expect(whole.status).toBe(200);
+    expect(whole.body.equals(big)).toBe(true);
+    const MiB = 1024 * 1024;
+    for (const [a, b] of [
+      [MiB - 10, 3 * MiB + 10],
+      [5 * MiB, 5 * MiB],
+      [SIZE - 2 * MiB - 1, SIZE - 1],
+    ] as const) {
+      const r = await rawRequest(hub.url, url, { headers: { range: `bytes=${a}-${b}` } });
+      expect(r.status).toBe(206);
+      expect(r.body.equals(big.subarray(a, b + 1)), `${a}-${b}`).toBe(true);
+    }
+  });
+
+  /** This process's open descriptors on the stored file (the hub runs in the test's process). */
+  async function openOnFile(): Promise<number> {
+    if (process.platform !== 'linux') return 0;
+    const fds = await readdir('/proc/self/fd');
+    const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+    return targets.filter((t) => t === file).length;
+  }
+
+  it('a client that goes away mid-download: the hub closes the file and serves the next one', async () => {
+    const before = await openOnFile();
+    const u = new URL(hub.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: u.hostname, port: u.port, path: url }, (res) => {
+        res.once('data', () => {
+          // Stop reading: the socket fills, the hub waits on its writes; then hang up.
+          res.pause();
+          setTimeout(() => {
+            req.destroy();
+            resolve();
+          }, 200);
+        });
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve() : reject(err)));
+    });
+    const deadline = Date.now() + 5000;
+    while ((await openOnFile()) > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await openOnFile()).toBe(before);
+    const again = await rawRequest(hub.url, url);
+    expect(again.status).toBe(200);
+    expect(again.body.equals(big)).toBe(true);
   });
 });

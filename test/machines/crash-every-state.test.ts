@@ -8,7 +8,9 @@ import { getSimplePaths } from 'xstate/graph';
 import { describe, expect, it } from 'vitest';
 import { installMachine, type InstallInput, type ResolvedRelease } from '../../machines/install.js';
 import { modelPullMachine } from '../../machines/model-pull.js';
-import { INSTALL_RESTART_TABLE, MAX_RESTORES, MODEL_PULL_RESTART_TABLE, UNINSTALL_RESTART_TABLE, type RestartRule } from '../../machines/restart-table.js';
+import { rebuildMachine, type RebuildInput } from '../../machines/rebuild.js';
+import { repairMachine, type RepairInput } from '../../machines/repair.js';
+import { INSTALL_RESTART_TABLE, MAX_RESTORES, MODEL_PULL_RESTART_TABLE, REBUILD_RESTART_TABLE, REPAIR_RESTART_TABLE, UNINSTALL_RESTART_TABLE, type RestartRule } from '../../machines/restart-table.js';
 import { uninstallMachine } from '../../machines/uninstall.js';
 
 const done = (id: string, output: unknown): EventObject => ({ type: `xstate.done.actor.${id}`, output, actorId: id }) as EventObject;
@@ -59,11 +61,34 @@ const modelEvents: Record<string, EventObject[]> = {
   cleaning_up: [done('cleanUpModel', { removed: [] }), fail('cleanUpModel', 'INTERNAL')],
 };
 
+const verdict = (version: string, status: 'intact' | 'quarantined' | 'unproven') => ({ kind: 'service', id: 's', version, status, manifestText: status === 'intact' ? '{}' : null, keyId: null, problem: null, modified: [], missing: [], quarantinedTo: null });
+const rebuildEvents: Record<string, EventObject[]> = {
+  scanning: [
+    done('scanVersions', { candidates: [{ kind: 'service', id: 's', version: '1.0.0' }, { kind: 'model', id: 'm', version: '2.0.0' }] }),
+    done('scanVersions', { candidates: [] }),
+    fail('scanVersions', 'INTERNAL'),
+  ],
+  // Two folders: the first verdict goes round the loop, the second leaves it.
+  verifying: [done('verifyVersion', verdict('1.0.0', 'intact')), done('verifyVersion', verdict('2.0.0', 'quarantined')), fail('verifyVersion', 'INTERNAL')],
+  restoring_pointers: [done('restorePointers', { services: [{ id: 's', current: '1.0.0', previous: null, repaired: null }] }), fail('restorePointers', 'INTERNAL')],
+};
+
+const damagedFile = { path: 'app/a.py', sha256: sha, size: 5 };
+const checked = (damaged: unknown[], writeProof: boolean) => ({ damaged, manifestText: '{}', signatureText: 's', writeProof, pointerBroken: false });
+const repairEvents: Record<string, EventObject[]> = {
+  checking: [done('checkVersion', checked([damagedFile], false)), done('checkVersion', checked([], true)), done('checkVersion', checked([], false)), fail('checkVersion', 'SIGNATURE_INVALID')],
+  fetching: [done('fetchDamaged', { contentDir: '/d/repair-j', bytesFetched: 5, method: 'range', fallback: null }), fail('fetchDamaged', 'NETWORK_ERROR')],
+  replacing: [done('replaceFiles', { repaired: ['app/a.py'], proofWritten: false, pointerRepaired: false }), fail('replaceFiles', 'INSUFFICIENT_DISK')],
+  cleaning_up: [done('cleanUpRepair', { removed: [] }), fail('cleanUpRepair', 'INTERNAL')],
+};
+
 /** What finishes a rollback (or a clean-up after a restart loop) in each machine. */
 const FINISHERS: Record<string, Record<string, EventObject>> = {
   install: { rolling_back: installEvents.rolling_back![0]!, cleaning_up: installEvents.cleaning_up![0]! },
   uninstall: {},
   model_pull: { cleaning_up: modelEvents.cleaning_up![0]! },
+  rebuild: {},
+  repair: { cleaning_up: repairEvents.cleaning_up![0]! },
 };
 
 interface Case {
@@ -81,6 +106,8 @@ const cases: Case[] = [
   { name: 'install (--no-start)', machine: installMachine, input: { jobId: 'j', request: { id: 's', version: null, platform: 'linux-x64', allowDowngrade: false, start: false } } satisfies InstallInput, events: installEvents, table: INSTALL_RESTART_TABLE, skip: ['stopping_old', 'starting', 'health_checking'] },
   { name: 'uninstall', machine: uninstallMachine, input: { jobId: 'j', request: { id: 's', version: null } }, events: uninstallEvents, table: UNINSTALL_RESTART_TABLE },
   { name: 'model_pull', machine: modelPullMachine, input: { jobId: 'j', request: { id: 'm', version: null } }, events: modelEvents, table: MODEL_PULL_RESTART_TABLE },
+  { name: 'rebuild', machine: rebuildMachine, input: { jobId: 'j', reason: 'corrupt', keptAs: '/h/engine.db.corrupt-x', detectedAt: 0 } satisfies RebuildInput, events: rebuildEvents, table: REBUILD_RESTART_TABLE },
+  { name: 'repair', machine: repairMachine, input: { jobId: 'j', subject: 'service', id: 's', version: '1.0.0' } satisfies RepairInput, events: repairEvents, table: REPAIR_RESTART_TABLE },
 ];
 
 function valueOf(s: AnyMachineSnapshot): string {

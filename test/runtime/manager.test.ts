@@ -523,7 +523,8 @@ describe('runtime manager: ports, health without a health_check, logs', () => {
     try {
       // Once the service has been given the preferred port, another process takes it; then the
       // service tries to bind it.
-      expect(await until(() => existsSync(marker))).toBe(true);
+      // The service creates the file and then writes it: wait for the line, not the file.
+      expect(await until(() => existsSync(marker) && readFileSync(marker, 'utf8').endsWith('\n'))).toBe(true);
       expect(readFileSync(marker, 'utf8').trim()).toBe(String(preferred));
       thief = await holdPort(preferred);
       await writeFile(go, '');

@@ -86,6 +86,23 @@ describe('Prestager', () => {
     await expect(stat(prestageMarker(stagingDir))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('abandoned after it had staged everything (the package hash failed: a mirror tampered with it): false', async () => {
+    const dir = await tempDir();
+    const dest = path.join(dir, 'pkg.zip');
+    const stagingDir = path.join(dir, '.staging-job');
+    // Stored entries without data descriptors: the worker finishes without waiting for the size.
+    const plain = rawZip(await Promise.all(manifest.files.map(async (f) => ({ name: f.path, data: await readFile(path.join(work, 'src', ...f.path.split('/'))) }))));
+    const p = new Prestager({ dest, manifest, stagingDir });
+    await feed(p, dest, plain, 256 * 1024);
+    // The worker is done (its marker is written last) before the download says the bytes are void.
+    for (const end = Date.now() + 30_000; !(await stat(prestageMarker(stagingDir)).then(() => true, () => false)); ) {
+      if (Date.now() > end) throw new Error('the prestager never finished');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    p.abandon('the package hash failed');
+    expect(await p.finish(plain.length)).toBe(false);
+  });
+
   it('gives up on an entry the manifest does not list, leaving nothing', async () => {
     const dir = await tempDir();
     const dest = path.join(dir, 'evil.zip');

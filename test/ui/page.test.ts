@@ -3,6 +3,8 @@
 // current version, cancel, models pulled with progress, the ranking refreshing itself, a failed
 // job's message, a page that works with the ranking unreachable, and no CSP violation.
 import type { ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_TOKEN } from '../helpers/hub.js';
@@ -153,6 +155,21 @@ describe('modelhub ui', () => {
     await error.waitFor({ timeout: 30_000 });
     expect(await error.textContent()).toContain('START_FAILED');
     expect(await page.getByTestId('current-bad-svc').textContent()).toBe('—');
+    await page.close();
+  });
+
+  it('shows a version that verify found damaged, and repairs it from the page', async () => {
+    const home = await b.newHome();
+    expect((await b.cli(home, ['models', 'pull', 'page-model@1.0.0'])).result).toMatchObject({ ok: true });
+    await writeFile(path.join(home, 'models', 'page-model', '1.0.0', 'config.json'), 'tampered');
+    expect((await b.cli(home, ['verify'])).code).toBe(1);
+    const page = await openPage(await startUi(home));
+    const damaged = page.getByTestId('damaged-page-model');
+    await damaged.waitFor();
+    expect(await damaged.textContent()).toBe('damaged: 1.0.0 (1 modified, 0 missing)');
+    await page.getByTestId('repair-page-model').click();
+    await expect.poll(() => page.getByTestId('damaged-page-model').count(), { timeout: 30_000 }).toBe(0);
+    expect((await b.cli(home, ['verify'])).result).toMatchObject({ ok: true, models: [{ id: 'page-model', ok: true }] });
     await page.close();
   });
 

@@ -19,6 +19,8 @@ const serveOptions = z.object({
   metadataKey: z.string().min(1).optional(),
   metadataTtl: z.coerce.number().int().min(1).max(365 * 86_400).optional(),
   metadataDelegation: z.string().min(1).optional(),
+  accelRedirect: z.string().optional(),
+  trustProxy: z.string().optional(),
 });
 
 /**
@@ -61,6 +63,8 @@ export function registerHubCommands(program: Command): void {
     .option('--metadata-key <file.key>', "the online key that signs the catalog snapshot (default: <storage>/metadata.key, created on first start)")
     .option('--metadata-ttl <seconds>', 'how long a signed snapshot is valid; re-signed before half of it passed (default 86400)')
     .option('--metadata-delegation <file>', 'a delegation written by certify-hub-key --out (FILE and FILE.minisig)')
+    .option('--trust-proxy <addresses>', 'comma-separated proxies (IPs or CIDR ranges, e.g. 127.0.0.1 for nginx in front) whose X-Forwarded-For names the client for the rate limits')
+    .option('--accel-redirect <prefix>', "answer /storage/… with X-Accel-Redirect: PREFIX/<path> for nginx in front to send the bytes (deploy/nginx/modelhub.conf)")
     .action(
       action(async (out, cmd) => {
         const parsed = serveOptions.safeParse(cmd.opts());
@@ -68,7 +72,11 @@ export function registerHubCommands(program: Command): void {
         const o = parsed.data;
         checkDb(o.db, o.storage);
         // Loaded on use: node commands should not pay for the server's modules at start-up.
-        const { createHub } = await import('../../../hub/server.js');
+        const { accelPrefixSchema, createHub, trustedProxySchema } = await import('../../../hub/server.js');
+        const accel = o.accelRedirect === undefined ? undefined : accelPrefixSchema.safeParse(o.accelRedirect);
+        if (accel !== undefined && !accel.success) throw new UsageError(`--accel-redirect: ${describeIssues(accel.error)}`);
+        const proxies = z.array(trustedProxySchema).safeParse(o.trustProxy === undefined ? [] : o.trustProxy.split(',').map((a) => a.trim()));
+        if (!proxies.success) throw new UsageError(`--trust-proxy: ${describeIssues(proxies.error)}`);
         const { readPublicKeyFile } = await import('../../sign/keygen.js');
         const keys = await Promise.all(o.publisherKey.map((f) => readPublicKeyFile(f)));
         const { readFile } = await import('node:fs/promises');
@@ -89,9 +97,14 @@ export function registerHubCommands(program: Command): void {
           metadataKeyFile: o.metadataKey,
           metadataTtlSeconds: o.metadataTtl,
           metadataDelegation: delegation,
+          accelRedirect: accel?.data,
+          trustProxy: proxies.data,
         });
         out.event({ type: 'ready', url: hub.url, catalog: hub.catalog.location });
-        if (!out.json) process.stdout.write(`modelhub hub listening on ${hub.url} (catalog: ${hub.catalog.location})\n`);
+        if (!out.json) {
+          const bytes = accel === undefined ? '' : `; /storage/ bytes sent by nginx via X-Accel-Redirect ${accel.data}/…`;
+          process.stdout.write(`modelhub hub listening on ${hub.url} (catalog: ${hub.catalog.location}${bytes})\n`);
+        }
         if (keys.length === 0) process.stderr.write('warning: no --publisher-key given; every publish will be refused (UNTRUSTED_KEY)\n');
         if (token === undefined || token === '') process.stderr.write('warning: MODELHUB_ADMIN_TOKEN is not set; admin endpoints are disabled\n');
         if (nodeToken === undefined || nodeToken === '') process.stderr.write('warning: no node token (--node-token or MODELHUB_NODE_TOKEN); POST /api/model-unavailable is disabled\n');

@@ -10,6 +10,7 @@ import { toExportLine } from '../../engine/export-format.js';
 import { Home } from '../../engine/home.js';
 import { JobsStore, type JobRow } from '../../engine/jobs-store.js';
 import { Registry } from '../../engine/registry.js';
+import { recordsNeedRebuild, recordsNotice } from '../../engine/records.js';
 import { modelPath, ModelNotAvailableError } from '../../engine/model-path.js';
 import { HubClient } from '../../engine/hub-client.js';
 import { defaultFetch } from '../../download/fetch-like.js';
@@ -129,9 +130,14 @@ function jobLine(j: JobRow): Record<string, unknown> {
 }
 
 
-/** The read-only view; null when the home has no engine.db yet. */
-function readOnly(cmd: Command): { jobs: JobsStore; registry: Registry; close: () => void; home: Home } | null {
+/**
+ * The read-only view; null when the home has no engine.db yet. Records that were lost (engine.db
+ * missing beside installed versions, or unreadable) or half rebuilt are rebuilt first: the one
+ * write a read-only command makes, since its answer would otherwise be wrong (SPEC §13).
+ */
+async function readOnly(cmd: Command): Promise<{ jobs: JobsStore; registry: Registry; close: () => void; home: Home } | null> {
   const home = new Home(homeOf(cmd));
+  if (recordsNeedRebuild(home)) await withEngine(cmd, (engine) => engine.restoreRecords());
   const db = openDbReadOnly(home.db);
   if (db === null) return null;
   return { jobs: new JobsStore(db), registry: new Registry(db), close: () => db.close(), home };
@@ -168,7 +174,7 @@ export function registerNodeCommands(program: Command): void {
 
   program
     .command('uninstall')
-    .description('stop and remove a service, or one of its versions')
+    .description('stop and remove a service, or one of its versions; or remove a model (or one version) and the stored files no other version uses')
     .argument('<target>', 'ID or ID@VERSION')
     .action(
       action(async (out, cmd, targetText: string) => {
@@ -186,7 +192,7 @@ export function registerNodeCommands(program: Command): void {
     .description('installed services and models, with the current version of each')
     .action(
       action(async (out, cmd) => {
-        const view = readOnly(cmd);
+        const view = await readOnly(cmd);
         const services = view?.registry.services().map((s) => ({ id: s.id, current: s.current, versions: s.versions, running: s.running })) ?? [];
         const models = view?.registry.models() ?? [];
         view?.close();
@@ -198,15 +204,13 @@ export function registerNodeCommands(program: Command): void {
       }),
     );
 
-  program
-    .command('recover')
-    .description('finish or roll back interrupted jobs')
-    .action(
+  // Recovery resumes interrupted downloads: the download options (mirrors included) apply.
+  addDownloadOptions(program.command('recover').description('finish or roll back interrupted jobs')).action(
       action(async (out, cmd) => {
         return withEngine(cmd, async (engine) => {
           const r = await engine.recover();
           out.result(
-            { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, paused: r.paused, swept: r.swept },
+            { recovered: r.recovered.map((j) => ({ job_id: j.jobId, kind: j.kind, target: j.target, from: j.from, state: j.state })), busy: r.busy, paused: r.paused, swept: r.swept, pointers_repaired: r.pointers },
             r.recovered.length === 0 ? 'nothing to recover' : r.recovered.map((j) => `${j.kind} ${j.target}: ${j.from} → ${j.state}`).join('\n'),
           );
         });
@@ -218,10 +222,16 @@ export function registerNodeCommands(program: Command): void {
     .description('jobs and their states')
     .action(
       action(async (out, cmd) => {
-        const view = readOnly(cmd);
+        const view = await readOnly(cmd);
         const jobs = view?.jobs.allJobs().map(jobLine) ?? [];
+        // Said once, as one notice, when engine.db was lost: the jobs before then are not known.
+        const records = view === null ? null : recordsNotice(view.jobs);
         view?.close();
-        out.result({ jobs }, jobs.map((j) => `${String(j.id)}  ${String(j.kind)}  ${String(j.target)}  ${String(j.state)}`).join('\n') || 'no jobs');
+        const notice =
+          records === null
+            ? ''
+            : `records rebuilt from the version folders at ${records.rebuilt_at} (engine.db was ${records.reason === 'missing' ? 'missing' : `not a database${records.kept_as === null ? '' : `; kept as ${records.kept_as}`}`}); jobs before then are not known\n`;
+        out.result({ jobs, records_rebuilt: records }, notice + (jobs.map((j) => `${String(j.id)}  ${String(j.kind)}  ${String(j.target)}  ${String(j.state)}`).join('\n') || 'no jobs'));
       }),
     );
 
@@ -232,7 +242,7 @@ export function registerNodeCommands(program: Command): void {
     .option('--export <file>', 'write the log as JSON lines for `modelhub replay`')
     .action(
       action(async (out, cmd, jobId: string | undefined) => {
-        const view = readOnly(cmd);
+        const view = await readOnly(cmd);
         if (view === null && jobId !== undefined) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
         const kinds = new Map((view?.jobs.allJobs() ?? []).map((j) => [j.id, j.kind]));
         if (jobId !== undefined && !kinds.has(jobId)) throw new ModelhubError('NOT_FOUND', `no job ${jobId}`);
@@ -339,7 +349,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('[id]')
     .action(
       action(async (out, cmd, id: string | undefined) => {
-        const view = readOnly(cmd);
+        const view = await readOnly(cmd);
         const services = view === null ? [] : await serviceStatuses(view, id).finally(() => view.close());
         if (id !== undefined && services.length === 0) throw new ModelhubError('NOT_FOUND', `${id} is not installed`);
         // Created on first use when the home exists; null on a home that does not (node-id.ts).
@@ -373,7 +383,7 @@ export function registerNodeCommands(program: Command): void {
       action(async (out, cmd, targetText: string) => {
         const target = parseTarget(targetText);
         const report = await schedulerReporterOf(cmd);
-        const view = readOnly(cmd);
+        const view = await readOnly(cmd);
         let unavailable: ModelNotAvailableError;
         try {
           const p = modelPath(view, target.id, target.version);
@@ -397,7 +407,7 @@ export function registerNodeCommands(program: Command): void {
     );
   models.command('list').action(
     action(async (out, cmd) => {
-      const view = readOnly(cmd);
+      const view = await readOnly(cmd);
       const list = view?.registry.models().map((m) => ({ id: m.id, versions: m.versions, path: view.home.modelDir(m.id, m.versions[m.versions.length - 1] ?? '') })) ?? [];
       view?.close();
       out.result({ models: list }, list.map((m) => `${m.id}  ${m.versions.join(', ')}`).join('\n') || 'no models');
@@ -417,11 +427,13 @@ export function registerNodeCommands(program: Command): void {
       }),
     );
 
-  program
-    .command('ui')
-    .description('the service-management page on 127.0.0.1')
-    .option('--port <n>', 'TCP port (0 picks a free one)', '8790')
-    .action(
+  // The page installs and pulls: the download options (mirrors included) apply to its jobs.
+  addDownloadOptions(
+    program
+      .command('ui')
+      .description('the service-management page on 127.0.0.1')
+      .option('--port <n>', 'TCP port (0 picks a free one)', '8790'),
+  ).action(
       action(async (out, cmd) => {
         const port = Number(cmd.opts<{ port: string }>().port);
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');

@@ -41,8 +41,34 @@ export interface EngineContext {
   maxNetworkWaitMs?: number;
   /** Stage files while the package downloads (default on). */
   prestage?: boolean;
+  /** Free space kept beyond what a download and its unpacked files need (EngineOptions.diskMarginBytes). */
+  diskMarginBytes: number;
+  /** Delta updates: fetch only the files this node lacks, by Range, out of the package (default on; src/delta). */
+  delta?: boolean;
+  /** Mirrors' base URLs (validated, normalised): blobs come from them first, then the hub (SPEC §12). */
+  mirrors?: readonly string[];
   now(): number;
   requireHub(): HubClient;
   verifyRelease: typeof verifyServiceRelease;
   warn(message: string): void;
+}
+
+/**
+ * The downloader options every job passes alike: the engine's limits, shared by all its
+ * downloads, and the job's lease and signal — a holder that lost its lease (taken over) writes
+ * no further byte.
+ */
+export function engineDownloadOptions(ctx: EngineContext, job: { assertLease(): void }, signal: AbortSignal) {
+  return {
+    fetch: ctx.fetch,
+    diskMarginBytes: ctx.diskMarginBytes,
+    guard: () => job.assertLease(),
+    signal,
+    stallTimeoutMs: ctx.stallTimeoutMs,
+    maxNetworkWaitMs: ctx.maxNetworkWaitMs,
+    // Big files in segments, within the engine's connection limit shared by every download.
+    maxConnections: ctx.maxConnectionsPerDownload,
+    connectionPool: ctx.connectionPool,
+    bandwidth: ctx.bandwidth,
+  };
 }

@@ -28,7 +28,7 @@ import type {
   VerifyManifestInput,
 } from '../../../machines/install.js';
 import { latestForNode } from '../../metadata/rollout.js';
-import { DISK_MARGIN_BYTES, downloadFile } from '../../download/download.js';
+import { BlobSources, downloadFromSources, servicePackagePath, type BlobSource } from '../../download/sources.js';
 import { healthBudgetMs } from '../../schemas/service.js';
 import { ModelhubError, toModelhubError } from '../../errors.js';
 import { waitHealthy } from '../../runtime/manager.js';
@@ -37,10 +37,14 @@ import { parseJsonOrThrow } from '../../schemas/parse.js';
 import { stageArchive } from '../../stage/stage.js';
 import { Prestager, prestageMarker, verifyPrestaged } from '../../stage/prestage.js';
 import { guardedEffect } from '../effect.js';
+import { tryDelta } from './install-delta.js';
+import { deltaDirOf } from '../../delta/service-delta.js';
+import { stageFromContent } from '../../delta/stage-delta.js';
+import { writeProof } from '../version-proof.js';
 import { exists, fsyncDir, removeDirAtomically } from '../fs-util.js';
 import type { JobHandle } from '../runner.js';
 import { SpeedMeter } from '../progress.js';
-import type { EngineContext } from './context.js';
+import { engineDownloadOptions, type EngineContext } from './context.js';
 
 /** Log a download checkpoint at most this often (bytes AND time), never per chunk. */
 export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
@@ -76,6 +80,8 @@ export async function assertNotRevoked(ctx: EngineContext, keyId: string, signal
 /** The downloaded package with its partial and sidecar files. */
 async function removeArchive(archivePath: string): Promise<void> {
   for (const f of [archivePath, `${archivePath}.part`, `${archivePath}.part.json`]) await rm(f, { force: true });
+  // A delta update's content folder (its files are hard links: the version keeps its own).
+  await rm(deltaDirOf(archivePath), { recursive: true, force: true });
 }
 
 export function installEffects(ctx: EngineContext, job: JobHandle & { target: () => string; jobId: string }) {
@@ -158,7 +164,7 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       await mkdir(home.root, { recursive: true });
       const fsStat = await statfs(home.root);
       const free = fsStat.bavail * fsStat.bsize;
-      const need = manifest.archive.size + unpacked + DISK_MARGIN_BYTES;
+      const need = manifest.archive.size + unpacked + ctx.diskMarginBytes;
       if (free < need) {
         throw new ModelhubError('INSUFFICIENT_DISK', `${need} bytes are needed in ${home.root}, ${free} are free`, { details: { need, free } });
       }
@@ -175,8 +181,6 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       const dest = home.archive(input.id, input.version, input.platform, input.archive.sha256);
       const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
       await mkdir(home.serviceDir(input.id), { recursive: true });
-      // Stage while downloading; the stage step checks the result or does the work itself.
-      const prestager = ctx.prestage === false ? null : new Prestager({ dest, manifest, stagingDir: home.stagingDir(input.id, input.jobId), signal });
       const meter = new SpeedMeter();
       let checkpoint = { bytes: 0, t: ctx.now() };
       let lastRow = 0;
@@ -184,6 +188,13 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       // While the network is away the job says so (SPEC §10), and `downloading` again once it answers.
       let phase: 'downloading' | 'waiting_for_network' = 'downloading';
       let p = { bytesDone: 0, bytesTotal: input.archive.size };
+      // Mirrors first, then the hub (SPEC §12); the downloadSource hook names each source asked.
+      const sources = new BlobSources(ctx.mirrors ?? []);
+      let source: BlobSource | null = null;
+      const asking = (s: BlobSource): void => {
+        source = s;
+        progress.hooks.emit('downloadSource', { jobId: job.jobId, target: job.target(), kind: s.kind, url: s.base });
+      };
       const report = (force: boolean): void => {
         const t = ctx.now();
         const s = meter.sample(p.bytesDone, t);
@@ -209,28 +220,41 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal });
         }
       };
+      // An update fetches only the files this node lacks (src/delta); otherwise the whole package.
+      const delta = await tryDelta(ctx, job, {
+        input,
+        manifest,
+        dest,
+        sources,
+        signal,
+        onProgress: (bytesDone, bytesTotal) => {
+          p = { bytesDone, bytesTotal };
+          report(false);
+        },
+        onSource: asking,
+      });
+      if (delta.output !== null) {
+        report(true);
+        return delta.output;
+      }
+      p = { bytesDone: 0, bytesTotal: input.archive.size };
+      // Stage while downloading; the stage step checks the result or does the work itself.
+      const prestager = ctx.prestage === false ? null : new Prestager({ dest, manifest, stagingDir: home.stagingDir(input.id, input.jobId), signal });
       try {
-        const r = await downloadFile({
+        const r = await downloadFromSources({
           url: input.archive.url,
           dest,
           expectedSize: input.archive.size,
           expectedSha256: input.archive.sha256,
-          fetch: ctx.fetch,
-          // A holder that lost its lease (taken over) writes no further byte.
-          guard: () => job.assertLease(),
-          signal,
-          stallTimeoutMs: ctx.stallTimeoutMs,
-          maxNetworkWaitMs: ctx.maxNetworkWaitMs,
-          maxConnections: ctx.maxConnectionsPerDownload,
-          bandwidth: ctx.bandwidth,
-          connectionPool: ctx.connectionPool,
+          ...engineDownloadOptions(ctx, job, signal),
           // The archive is a cache whose hash is checked again before any reuse; the staged
           // files are what must survive a power cut, and they are fsynced.
           durable: false,
           // The prestager follows the contiguous prefix on disk; bytes it read that become void
-          // (a restart from zero, a refetch after a wrong hash, a deleted part) stop it.
+          // (a restart from zero, a refetch after a wrong hash, a mirror's bad bytes, a deleted
+          // part) stop it for good: the stage step then stages the verified archive itself.
           onFlushed: (n) => prestager?.flushedTo(n),
-          onRestart: () => prestager?.abandon('the download restarted from zero'),
+          onRestart: () => prestager?.abandon('the bytes it followed became void'),
           onNetworkWait: (waiting) => {
             phase = waiting ? 'waiting_for_network' : 'downloading';
             report(true);
@@ -238,15 +262,15 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
           onProgress: (e) => {
             if (!started) {
               started = true;
-              progress.hooks.emit('downloadStart', { jobId: job.jobId, target: job.target(), url: input.archive.url, bytesTotal: e.bytesTotal, resumedFrom: e.resumedFrom });
+              progress.hooks.emit('downloadStart', { jobId: job.jobId, target: job.target(), url: source?.url ?? input.archive.url, bytesTotal: e.bytesTotal, resumedFrom: e.resumedFrom });
             }
             p = { bytesDone: e.bytesDone, bytesTotal: e.bytesTotal };
             report(false);
           },
-        });
+        }, sources, servicePackagePath(input.id, input.version, input.platform), { onSource: asking });
         progress.hooks.emit('downloadComplete', { jobId: job.jobId, target: job.target(), bytes: r.size, sha256: r.sha256 });
         const prestaged = prestager === null ? false : await prestager.finish(r.size);
-        return { path: r.path, size: r.size, sha256: r.sha256, bytesFetched: r.bytesFetched, resumedFrom: r.resumedFrom, prestaged };
+        return { path: r.path, size: r.size, sha256: r.sha256, bytesFetched: r.bytesFetched, resumedFrom: r.resumedFrom, prestaged, source: r.source, sources: sources.report(), ...(delta.fallback === null ? {} : { deltaFallback: delta.fallback }) };
       } catch (err) {
         prestager?.abandon('the download failed');
         await prestager?.settle();
@@ -257,6 +281,10 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
     }),
 
     verifyArchive: effect<VerifyArchiveInput, DownloadOutput>(async ({ download, archive }) => {
+      // A delta update has no package to check: each file was verified against its signed
+      // SHA-256 and size as it was gathered (src/delta/service-delta.ts); staging checks again
+      // that every one is there.
+      if (download.delta !== undefined) return download;
       // The hash was computed while streaming; here the file on disk must still be that file.
       const s = await stat(download.path).catch((err: unknown) => {
         throw new ModelhubError('CHECKSUM_MISMATCH', `the downloaded archive is gone: ${(err as Error).message}`, { cause: err });
@@ -272,19 +300,24 @@ export function installEffects(ctx: EngineContext, job: JobHandle & { target: ()
       const manifest = parseJsonOrThrow(serviceManifestSchema, input.manifestText, 'MANIFEST_INVALID', 'manifest');
       const stagingDir = home.stagingDir(input.id, input.jobId);
       await mkdir(home.serviceDir(input.id), { recursive: true });
+      // The signed manifest and signature stay with the version (SPEC §13), on disk before the switch.
+      const proof = { manifestText: input.manifestText, signatureText: input.signatureText };
+      const onProgress = (p: { bytesDone: number; bytesTotal: number }): void =>
+        progress.emit({ jobId: job.jobId, kind: 'install', target: job.target(), phase: 'staging', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, speedBps: 0, etaSeconds: null, ts: ctx.now() });
+      if (input.contentDir !== undefined && input.contentDir !== null) {
+        // A delta update: the version folder is made of the verified files gathered by hash.
+        const r = await stageFromContent({ manifest, contentDir: input.contentDir, stagingDir, signal, onProgress });
+        await writeProof(stagingDir, proof);
+        return { stagingDir, files: r.files, bytes: r.bytes };
+      }
       if (input.prestaged && (await verifyPrestaged(input.archivePath, manifest, stagingDir))) {
+        await writeProof(stagingDir, proof);
         await fsyncDir(stagingDir);
         return { stagingDir, files: manifest.files.length, bytes: manifest.files.reduce((n, f) => n + f.size, 0) };
       }
       await rm(prestageMarker(stagingDir), { force: true });
-      const r = await stageArchive({
-        archive: input.archivePath,
-        manifest,
-        stagingDir,
-        signal,
-        onProgress: (p) =>
-          progress.emit({ jobId: job.jobId, kind: 'install', target: job.target(), phase: 'staging', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, speedBps: 0, etaSeconds: null, ts: ctx.now() }),
-      });
+      const r = await stageArchive({ archive: input.archivePath, manifest, stagingDir, signal, onProgress });
+      await writeProof(stagingDir, proof);
       return { stagingDir, files: r.files, bytes: r.bytes };
     }),
 

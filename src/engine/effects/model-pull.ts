@@ -7,24 +7,28 @@ import path from 'node:path';
 import type {
   CleanUpModelInput,
   DownloadModelInput,
+  DownloadModelOutput,
   InstallModelInput,
   ResolvedModel,
   ResolveModelInput,
   VerifiedModel,
   VerifyModelInput,
 } from '../../../machines/model-pull.js';
-import { DISK_MARGIN_BYTES, downloadFile } from '../../download/download.js';
+import { BlobSources, downloadFromSources, modelFilePath } from '../../download/sources.js';
 import { ModelhubError } from '../../errors.js';
 import { modelManifestSchema } from '../../schemas/manifest.js';
 import { assertManifestConsistent } from '../../schemas/manifest-rules.js';
 import { parseJsonOrThrow } from '../../schemas/parse.js';
 import { verifyOrThrow } from '../../sign/verify.js';
 import { guardedEffect } from '../effect.js';
+import { BlobStore } from '../../store/blobs.js';
+import { keepInStore, reuseStored, type StoreUse } from '../../store/model-files.js';
+import { writeProof } from '../version-proof.js';
 import { exists, fsyncDir } from '../fs-util.js';
 import { SpeedMeter } from '../progress.js';
 import type { JobHandle } from '../runner.js';
 import { CHECKPOINT_BYTES, CHECKPOINT_MS, revokedAsKeyRevoked } from './install.js';
-import type { EngineContext } from './context.js';
+import { engineDownloadOptions, type EngineContext } from './context.js';
 
 /** Seed 003 §1.5: at most three files at once. */
 export const PARALLEL_FILES = 3;
@@ -85,23 +89,31 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
       const totalBytes = m.files.reduce((n, f) => n + f.size, 0);
       await mkdir(ctx.home.root, { recursive: true });
       const s = await statfs(ctx.home.root);
-      if (s.bavail * s.bsize < totalBytes + DISK_MARGIN_BYTES) {
+      if (s.bavail * s.bsize < totalBytes + ctx.diskMarginBytes) {
         throw new ModelhubError('INSUFFICIENT_DISK', `${totalBytes} bytes are needed in ${ctx.home.root}, ${s.bavail * s.bsize} are free`);
       }
       const hub = ctx.requireHub();
       return { keyId, totalBytes, files: m.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256, url: hub.modelFileUrl(id, m.version, f.path) })) };
     }),
 
-    downloadModelFiles: effect<DownloadModelInput, { stagingDir: string }>(async ({ id, version, files }, signal) => {
+    downloadModelFiles: effect<DownloadModelInput, DownloadModelOutput>(async ({ id, version, files }, signal) => {
       const dir = partialDir(ctx, id, version);
       await mkdir(dir, { recursive: true });
-      const total = files.reduce((n, f) => n + f.size, 0);
+      // Files this node has (in any version of any model) come from the blob store, not the network.
+      const store = new BlobStore(ctx.home.blobs);
+      const storeUse: StoreUse = { reused: 0, bytesReused: 0, linked: 0, copied: 0, stored: 0 };
+      const storeOptions = { signal, guard: () => job.assertLease(), warn: (m: string) => ctx.warn(m) };
+      const stored = await reuseStored(store, files, dir, storeUse, storeOptions);
+      const toFetch = files.filter((f) => !stored.placed.has(f.path));
+      const total = toFetch.reduce((n, f) => n + f.size, 0);
       const done = new Map<string, number>();
       const meter = new SpeedMeter();
       let checkpoint = { bytes: 0, t: ctx.now() };
       let lastRow = 0;
       // Files whose download waits for the network: the job says `waiting_for_network` meanwhile (SPEC §10).
       const waiting = new Set<string>();
+      // One set of sources for the whole pull: a mirror that failed one file is asked after the hub for the others (SPEC §12).
+      const sources = new BlobSources(ctx.mirrors ?? []);
       const report = (force = false): void => {
         const bytes = [...done.values()].reduce((a, b) => a + b, 0);
         const t = ctx.now();
@@ -119,27 +131,18 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
           job.send({ type: 'DOWNLOAD_PROGRESS', bytesDone: bytes, bytesTotal: total });
         }
       };
-      const queue = [...files];
+      const queue = [...toFetch];
       const worker = async (): Promise<void> => {
         for (let f = queue.shift(); f !== undefined; f = queue.shift()) {
           const file = f;
           const dest = path.join(dir, ...file.path.split('/'));
           await mkdir(path.dirname(dest), { recursive: true });
-          await downloadFile({
+          await downloadFromSources({
             url: file.url,
             dest,
             expectedSize: file.size,
             expectedSha256: file.sha256,
-            fetch: ctx.fetch,
-            // A holder that lost its lease (taken over) writes no further byte.
-            guard: () => job.assertLease(),
-            signal,
-            stallTimeoutMs: ctx.stallTimeoutMs,
-            maxNetworkWaitMs: ctx.maxNetworkWaitMs,
-            // Big files in segments, within the engine's connection limit shared by the three files.
-            maxConnections: ctx.maxConnectionsPerDownload,
-            connectionPool: ctx.connectionPool,
-            bandwidth: ctx.bandwidth,
+            ...engineDownloadOptions(ctx, job, signal),
             onNetworkWait: (w) => {
               if (w) waiting.add(file.path);
               else waiting.delete(file.path);
@@ -149,19 +152,25 @@ export function modelPullEffects(ctx: EngineContext, job: JobHandle & { target: 
               done.set(file.path, p.bytesDone);
               report();
             },
+          }, sources, modelFilePath(id, version, file.path), {
+            onSource: (s) => ctx.progress.hooks.emit('downloadSource', { jobId: job.jobId, target: job.target(), kind: s.kind, url: s.base }),
           }).finally(() => waiting.delete(file.path));
           done.set(file.path, file.size);
           report();
         }
       };
-      await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, files.length) }, worker));
-      return { stagingDir: dir };
+      await Promise.all(Array.from({ length: Math.min(PARALLEL_FILES, toFetch.length) }, worker));
+      await keepInStore(store, files, dir, storeUse, stored.damaged, storeOptions);
+      report(true);
+      return { stagingDir: dir, sources: sources.report(), store: storeUse };
     }),
 
-    installModel: effect<InstallModelInput, { path: string }>(async ({ id, version, stagingDir }) => {
+    installModel: effect<InstallModelInput, { path: string }>(async ({ id, version, stagingDir, manifestText, signatureText }) => {
       const target = ctx.home.modelDir(id, version);
       ctx.metadata.raiseFloor('model', id, version);
       if (await exists(stagingDir)) {
+        // The signed manifest and signature stay with the version (SPEC §13), on disk before the rename.
+        await writeProof(stagingDir, { manifestText, signatureText });
         if (await exists(target)) await rm(target, { recursive: true, force: true });
         await rename(stagingDir, target);
         await fsyncDir(path.dirname(target));

@@ -7,19 +7,22 @@ import { guardedEffect } from '../effect.js';
 import type { JobHandle } from '../runner.js';
 import { exists, removeDirAtomically } from '../fs-util.js';
 import type { EngineContext } from './context.js';
+import { removeModelVersions } from './model-remove.js';
 
 export function uninstallEffects(ctx: EngineContext, job: JobHandle) {
   const { home, adapter, runtime, registry } = ctx;
   const effect = guardedEffect(job);
   return {
-    stopService: effect<StopServiceInput, { stopped: boolean }>(async ({ id, version }) => {
+    stopService: effect<StopServiceInput, { stopped: boolean }>(async ({ id, version, kind }) => {
+      if (kind === 'model') return { stopped: false };
       const current = registry.installedState(id).current;
       // Stopping is needed when the whole service goes, or the version being removed runs.
       if (version !== null && version !== current) return { stopped: await runtime.stop(id, version) };
       return { stopped: await runtime.stop(id) };
     }),
 
-    removeVersions: effect<RemoveInput, RemoveOutput>(async ({ id, version }) => {
+    removeVersions: effect<RemoveInput, RemoveOutput>(async ({ id, version, kind }) => {
+      if (kind === 'model') return removeModelVersions(ctx, id, version);
       const serviceDir = home.serviceDir(id);
       const state = registry.installedState(id);
       const removed: string[] = [];
