@@ -3,7 +3,7 @@
 // releases built by the admin flow (demo source → pack → sign → publish).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -480,18 +480,5 @@ export class Fixtures {
       this.packages.set(key, p);
     }
     return p;
-  }
-}
-
-/** Reads the whole file once, so the page cache holds it before timed runs. */
-export async function warmFile(file: string): Promise<void> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(4 * MB);
-    while ((await fh.read(buf, 0, buf.length, null)).bytesRead > 0) {
-      // discard
-    }
-  } finally {
-    await fh.close();
   }
 }
