@@ -1,4 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
+// The flag: V8's young generation may otherwise grow to 3 × 16 MiB, and a download allocates a
+// fresh 64 KiB buffer per socket read, so garbage that a scavenge would free at once sits in
+// memory instead; at 2 MiB the installer's peak RSS drops by ~25 MB with no loss of speed
+// (measured: `npm run bench install`). `env -S` splits the line on Linux and macOS; npm's
+// Windows shims read the same flags from it.
 // modelhub: one executable for admins (keygen, pack, sign, publish, hub serve) and nodes
 // (install, models, recover, replay…). SPEC §5 is its contract.
 import { Command, CommanderError } from 'commander';

@@ -7,7 +7,12 @@
 //
 // Why the waiting matters: when this machine is the slow end, more connections cannot make it
 // faster, and each costs the server a connection and, when work is stolen from it, what it had in
-// flight (then its whole receive window: up to tens of MiB on loopback).
+// flight (then its whole receive window: up to tens of MiB on loopback). Waiting alone does not
+// tell: on a busy machine a loopback hub is slow because it gets no CPU, and the reader waits for
+// it. So the process's own CPU use counts too: a download that keeps this process busy for half a
+// core or more (hundreds of MB/s moved, hashed and written) is bound by this machine, and more
+// connections only add read-back hashing, buffers and contention; a download held back by the
+// network costs almost no CPU (8 MB/s is about 1 % of a core).
 export interface RampOptions {
   /** Connections per download at most. */
   max: number;
@@ -19,9 +24,11 @@ export interface RampOptions {
   gain: number;
   /** Add connections only while they spend at least this share of their time waiting for bytes. */
   minIdleShare: number;
+  /** …and this process used less than this share of one core over the window. */
+  maxCpuShare: number;
 }
 
-export const DEFAULT_RAMP: Omit<RampOptions, 'max'> = { payoffMs: 2_000, minWindowMs: 150, gain: 1.15, minIdleShare: 0.5 };
+export const DEFAULT_RAMP: Omit<RampOptions, 'max'> = { payoffMs: 2_000, minWindowMs: 150, gain: 1.15, minIdleShare: 0.5, maxCpuShare: 0.5 };
 
 export class Ramp {
   private mark: { t: number; received: number };
@@ -59,9 +66,10 @@ export class Ramp {
 
   /**
    * Called on a timer: how many connections to add now (the caller reports back with added()).
-   * `idleShare`: the share of the last tick the connections spent waiting for bytes.
+   * `idleShare`: the share of the last tick the connections spent waiting for bytes;
+   * `cpuShare`: the CPU time this process used over the last tick, as a share of one core.
    */
-  decide(now: number, received: number, remaining: number, connections: number, idleShare: number): number {
+  decide(now: number, received: number, remaining: number, connections: number, idleShare: number, cpuShare = 0): number {
     if (this.pending > 0) return 0;
     const dt = now - this.mark.t;
     if (dt < this.o.minWindowMs) return 0;
@@ -72,7 +80,7 @@ export class Ramp {
     // total (a link, a bandwidth cap) never does; a machine busy for a moment soon does.
     if (this.before !== null && rate < this.before * this.o.gain) return 0;
     this.before = null;
-    if (connections >= this.o.max || (remaining * 1000) / rate < this.o.payoffMs || idleShare < this.o.minIdleShare) return 0;
+    if (connections >= this.o.max || (remaining * 1000) / rate < this.o.payoffMs || idleShare < this.o.minIdleShare || cpuShare >= this.o.maxCpuShare) return 0;
     this.before = rate;
     return Math.min(3 * connections, this.o.max - connections); // ×4: 1, 4, 8
   }

@@ -66,7 +66,7 @@ export class Transfer {
   bodyStalls = 0;
   /** Time the connections spent waiting for body bytes, summed: is the network what is slow? */
   idleMs = 0;
-  private lastTick = { t: 0, idleMs: 0 };
+  private lastTick = { t: 0, idleMs: 0, cpuUs: 0 };
   guardFailed = false;
   readonly net: NetworkWait;
   readonly segmented: boolean;
@@ -116,7 +116,7 @@ export class Transfer {
         if (this.segmented) {
           this.ramp = new Ramp({ ...DEFAULT_RAMP, max: this.cfg.maxConnections }, performance.now(), this.received);
           this.ramp.added(1); // the rate is measured from the first connection's first byte
-          this.lastTick = { t: performance.now(), idleMs: 0 };
+          this.lastTick = { t: performance.now(), idleMs: 0, cpuUs: cpuMicros() };
           tick = setInterval(() => this.tick(), RAMP_TICK_MS);
         }
         this.start(this.cfg.pool?.first() ?? noop, true, null);
@@ -290,9 +290,12 @@ export class Transfer {
     if (ramp === null || this.restarting || this.ac.signal.aborted) return;
     if (this.net.waiting) return;
     const now = performance.now();
-    const idleShare = (this.idleMs - this.lastTick.idleMs) / (Math.max(1, now - this.lastTick.t) * Math.max(1, this.workers.size));
-    this.lastTick = { t: now, idleMs: this.idleMs };
-    const want = ramp.decide(now, this.received, this.cfg.expectedSize - this.received, this.workers.size, idleShare);
+    const cpuUs = cpuMicros();
+    const span = Math.max(1, now - this.lastTick.t);
+    const idleShare = (this.idleMs - this.lastTick.idleMs) / (span * Math.max(1, this.workers.size));
+    const cpuShare = (cpuUs - this.lastTick.cpuUs) / 1000 / span;
+    this.lastTick = { t: now, idleMs: this.idleMs, cpuUs };
+    const want = ramp.decide(now, this.received, this.cfg.expectedSize - this.received, this.workers.size, idleShare, cpuShare);
     let added = 0;
     while (added < want && this.rangesOk === true) {
       const release = this.cfg.pool === undefined ? noop : this.cfg.pool.extra();
@@ -313,3 +316,9 @@ export class Transfer {
 }
 
 function noop(): void {}
+
+/** CPU time this process has used (all its threads), in microseconds. */
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}

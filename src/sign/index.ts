@@ -7,12 +7,10 @@ export {
   UNTRUSTED_COMMENT_PREFIX,
   decodeSignature,
   formatPublicKey,
-  formatSecretKey,
   formatSignature,
   keyIdHex,
   normalizeKeyIdHex,
   parsePublicKey,
-  parseSecretKey,
   parseSignature,
   publicKeyBase64,
   type MinisignSignature,
@@ -21,6 +19,7 @@ export {
   type SecretKey,
   type SignatureParseResult,
 } from './minisign-format.js';
+export { formatSecretKey, parseSecretKey } from './secret-key.js';
 export { verifyOrThrow, verifySignature, type VerifyFailure, type VerifyInput, type VerifyResult } from './verify.js';
 export { blake2b512, blake2b512File, signBytes, signBytesLegacy, signFile, signPrehashed } from './sign.js';
 export { generateKeyPair, publicKeyOf, readPublicKeyFile, readSecretKeyFile, writeKeyPair } from './keygen.js';

@@ -2,31 +2,15 @@
 
 import { dirname } from 'node:path';
 
-import { ModelhubError } from '../errors.js';
-import {
-  discard,
-  alreadyExists,
-  commitFile,
-  ensureDirectory,
-  pathExists,
-  prepareFile,
-  readSmallTextFile,
-  type PreparedFile,
-} from './files.js';
-import {
-  formatPublicKey,
-  formatSecretKey,
-  keyIdHex,
-  parsePublicKey,
-  parseSecretKey,
-  type ParseResult,
-  type PublicKey,
-  type SecretKey,
-} from './minisign-format.js';
+import { discard, alreadyExists, commitFile, ensureDirectory, pathExists, prepareFile, type PreparedFile } from './files.js';
+import { formatPublicKey, keyIdHex, type PublicKey, type SecretKey } from './minisign-format.js';
+import { readKeyFile } from './public-key-file.js';
+import { formatSecretKey, parseSecretKey } from './secret-key.js';
 import { sodium } from './sodium.js';
 
-/** Key files are a few hundred bytes; anything much larger is not a key. */
-const MAX_KEY_FILE_BYTES = 64 * 1024;
+// Public keys are read by the node without libsodium (public-key-file.ts); re-exported here
+// for the admin code and tests that import it from keygen.js.
+export { readPublicKeyFile } from './public-key-file.js';
 
 /** A fresh Ed25519 key pair with a random 8-byte key id, as `minisign -G` makes. */
 export function generateKeyPair(): { publicKey: PublicKey; secretKey: SecretKey } {
@@ -89,19 +73,7 @@ export async function writeKeyPair(
   return { publicKeyPath, secretKeyPath, keyId: keyIdHex(publicKey.keyId) };
 }
 
-function parsedOrThrow<T>(path: string, result: ParseResult<T>): T {
-  if (result.ok) return result.value;
-  throw new ModelhubError('INVALID_REQUEST', `${path}: ${result.message}`, {
-    details: { path, reason: result.reason },
-  });
-}
-
-/** Read a minisign public key file (or a file holding the bare base64 key). */
-export async function readPublicKeyFile(path: string): Promise<PublicKey> {
-  return parsedOrThrow(path, parsePublicKey(await readSmallTextFile(path, MAX_KEY_FILE_BYTES)));
-}
-
 /** Read an unencrypted minisign secret key file. */
 export async function readSecretKeyFile(path: string): Promise<SecretKey> {
-  return parsedOrThrow(path, parseSecretKey(await readSmallTextFile(path, MAX_KEY_FILE_BYTES)));
+  return readKeyFile(path, parseSecretKey);
 }

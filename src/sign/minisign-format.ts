@@ -1,11 +1,13 @@
-// Parse and format the three minisign file formats (public key, secret key, signature).
+// Parse and format the minisign public key and signature formats (secret keys: secret-key.ts).
 // Pure: strings and bytes in, typed values out, no I/O. The layouts follow minisign's
-// src/minisign.h (PubkeyStruct, SeckeyStruct, SigStruct) and the parsing follows
-// pubkey_load_file / seckey_load / sig_load in src/minisign.c, so that everything we accept
-// the real `minisign` accepts too, and everything we write it can read.
+// src/minisign.h (PubkeyStruct, SigStruct) and the parsing follows pubkey_load_file / sig_load
+// in src/minisign.c, so that everything we accept the real `minisign` accepts too, and
+// everything we write it can read.
+//
+// This module must not load libsodium: the node imports it to verify, and libsodium's RSS and
+// start-up cost are kept to the admin side (secret-key.ts, sign.ts, keygen.ts).
 
 import { ModelhubError } from '../errors.js';
-import { sodium } from './sodium.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -56,8 +58,6 @@ export const UNTRUSTED_COMMENT_PREFIX = 'untrusted comment: ';
 export const TRUSTED_COMMENT_PREFIX = 'trusted comment: ';
 /** The untrusted comment modelhub writes into signatures. */
 export const DEFAULT_SIGNATURE_COMMENT = 'signature from modelhub secret key';
-/** The untrusted comment modelhub writes into secret key files (minisign ignores it). */
-export const SECRET_KEY_COMMENT = 'minisign unencrypted secret key';
 
 /**
  * minisign reads comment lines with `fgets(buf, COMMENTMAXBYTES = 1024)`: a line (with its
@@ -70,31 +70,21 @@ export const MAX_COMMENT_LINE_BYTES = 1023;
  */
 export const MAX_TRUSTED_COMMENT_BYTES = 8192 - (TRUSTED_COMMENT_PREFIX.length + 1) - 1; // 8173
 
-const SIGALG = 'Ed'; // public keys, secret keys and legacy signatures
+/** Public keys, secret keys and legacy signatures. */
+export const SIGALG = 'Ed';
 const SIGALG_HASHED = 'ED'; // signatures over BLAKE2b-512 of the message
-const KDFALG = 'Sc'; // scrypt-encrypted secret key
-const CHKALG = 'B2'; // BLAKE2b-256 checksum of the secret key
 
-const KEY_ID_BYTES = 8;
-const PUBLIC_KEY_BYTES = 32;
-const SECRET_KEY_BYTES = 64;
+export const KEY_ID_BYTES = 8;
+export const PUBLIC_KEY_BYTES = 32;
 const SIGNATURE_BYTES = 64;
-const CHECKSUM_BYTES = 32;
-const KDF_SALT_BYTES = 32;
 
 /** sig_alg (2) ‖ key id (8) ‖ public key (32) */
 const PUBKEY_STRUCT_BYTES = 2 + KEY_ID_BYTES + PUBLIC_KEY_BYTES; // 42
 /** sig_alg (2) ‖ key id (8) ‖ signature (64) */
 const SIG_STRUCT_BYTES = 2 + KEY_ID_BYTES + SIGNATURE_BYTES; // 74
-/**
- * sig_alg (2) ‖ kdf_alg (2) ‖ chk_alg (2) ‖ kdf_salt (32) ‖ kdf_opslimit_le (8) ‖
- * kdf_memlimit_le (8) ‖ key id (8) ‖ secret key (64) ‖ checksum (32)
- */
-const SECKEY_STRUCT_BYTES = 2 + 2 + 2 + KDF_SALT_BYTES + 8 + 8 + KEY_ID_BYTES + SECRET_KEY_BYTES + CHECKSUM_BYTES; // 158
-const SECKEY_KEYNUM_OFFSET = 2 + 2 + 2 + KDF_SALT_BYTES + 8 + 8; // 54
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
+// Small helpers (the exported ones are shared with secret-key.ts, not part of the sign API)
 
 const utf8 = new TextEncoder();
 
@@ -103,15 +93,15 @@ export function utf8Bytes(text: string): Uint8Array {
   return utf8.encode(text);
 }
 
-function malformed<T>(message: string): ParseResult<T> {
+export function malformed<T>(message: string): ParseResult<T> {
   return { ok: false, reason: 'malformed', message };
 }
 
-function ascii(bytes: Uint8Array, start: number, end: number): string {
+export function ascii(bytes: Uint8Array, start: number, end: number): string {
   return String.fromCharCode(...bytes.subarray(start, end));
 }
 
-function printable(alg: string): string {
+export function printable(alg: string): string {
   return JSON.stringify(alg);
 }
 
@@ -122,11 +112,7 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-function isAllZero(bytes: Uint8Array): boolean {
-  return bytes.every((b) => b === 0);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
+export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
@@ -139,14 +125,14 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Strict standard base64 with padding (sodium_base64_VARIANT_ORIGINAL); canonical only. */
-function decodeBase64(text: string): Uint8Array | undefined {
+export function decodeBase64(text: string): Uint8Array | undefined {
   if (text.length === 0 || !BASE64.test(text)) return undefined;
   const decoded = Buffer.from(text, 'base64');
   if (decoded.toString('base64') !== text) return undefined; // non-zero padding bits
   return new Uint8Array(decoded); // a private copy, not a view of Buffer's shared pool
 }
 
-function encodeBase64(bytes: Uint8Array): string {
+export function encodeBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
@@ -155,18 +141,18 @@ function encodeBase64(bytes: Uint8Array): string {
  * trailing `\r` is dropped (files edited on Windows), a leading BOM is ignored and trailing
  * empty lines do not count.
  */
-function splitLines(text: string): string[] {
+export function splitLines(text: string): string[] {
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
   const lines = body.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
   while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
 
-function commentLineTooLong(line: string): boolean {
+export function commentLineTooLong(line: string): boolean {
   return utf8Bytes(line).length + 1 > MAX_COMMENT_LINE_BYTES;
 }
 
-function checkLength(what: string, bytes: Uint8Array, expected: number): void {
+export function checkLength(what: string, bytes: Uint8Array, expected: number): void {
   if (bytes.length !== expected) {
     throw new ModelhubError('INVALID_REQUEST', `${what} must be ${expected} bytes, got ${bytes.length}`);
   }
@@ -265,98 +251,6 @@ export function publicKeyBase64(pk: PublicKey): string {
   checkLength('public key id', pk.keyId, KEY_ID_BYTES);
   checkLength('public key', pk.key, PUBLIC_KEY_BYTES);
   return encodeBase64(concat(utf8Bytes(SIGALG), pk.keyId, pk.key));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Secret keys
-
-/** minisign's seckey_compute_chk: BLAKE2b-256(sig_alg ‖ key id ‖ secret key). */
-function secretKeyChecksum(keyId: Uint8Array, secretKey: Uint8Array): Uint8Array {
-  return sodium.crypto_generichash(CHECKSUM_BYTES, concat(utf8Bytes(SIGALG), keyId, secretKey), null);
-}
-
-/**
- * Parse an unencrypted minisign secret key (kdf_alg all zero, as `minisign -G -W` writes).
- * Encrypted keys (kdf_alg `Sc`) are refused: modelhub never asks for passwords.
- */
-export function parseSecretKey(text: string): ParseResult<SecretKey> {
-  const lines = splitLines(text);
-  if (lines.length === 0) return malformed('secret key: the text is empty');
-  const first = lines[0] ?? '';
-  if (!first.startsWith(UNTRUSTED_COMMENT_PREFIX)) {
-    return malformed(`secret key: the first line must start with "${UNTRUSTED_COMMENT_PREFIX}"`);
-  }
-  if (commentLineTooLong(first)) {
-    return malformed(`secret key: the comment line is longer than minisign reads (${MAX_COMMENT_LINE_BYTES} bytes)`);
-  }
-  if (lines.length < 2) return malformed('secret key: the base64 key line after the comment line is missing');
-  const second = lines[1] ?? '';
-  if (second.startsWith(UNTRUSTED_COMMENT_PREFIX) || second.startsWith(TRUSTED_COMMENT_PREFIX)) {
-    return malformed('secret key: line 2 must be the base64 key, found another comment line');
-  }
-  if (lines.length > 2) return malformed('secret key: unexpected content after the key line');
-  const bytes = decodeBase64(second.trim());
-  if (bytes === undefined) return malformed('secret key: the key line is not valid base64');
-  if (bytes.length !== SECKEY_STRUCT_BYTES) {
-    return malformed(`secret key: the key decodes to ${bytes.length} bytes, expected ${SECKEY_STRUCT_BYTES}`);
-  }
-  // seckey_load: sig_alg, then chk_alg, then kdf_alg.
-  const sigAlg = ascii(bytes, 0, 2);
-  if (sigAlg !== SIGALG) {
-    return malformed(`secret key: unsupported signature algorithm ${printable(sigAlg)} (expected "Ed")`);
-  }
-  const chkAlg = ascii(bytes, 4, 6);
-  if (chkAlg !== CHKALG) {
-    return malformed(`secret key: unsupported checksum algorithm ${printable(chkAlg)} (expected "B2")`);
-  }
-  const kdfAlg = bytes.subarray(2, 4);
-  if (ascii(bytes, 2, 4) === KDFALG) {
-    return malformed('encrypted secret keys are not supported; create one with minisign -G -W or modelhub keygen');
-  }
-  if (!isAllZero(kdfAlg)) {
-    return malformed(`secret key: unsupported key derivation function ${printable(ascii(bytes, 2, 4))}`);
-  }
-  let offset = SECKEY_KEYNUM_OFFSET;
-  const keyId = bytes.slice(offset, (offset += KEY_ID_BYTES));
-  const secretKey = bytes.slice(offset, (offset += SECRET_KEY_BYTES));
-  const checksum = bytes.slice(offset, (offset += CHECKSUM_BYTES));
-  // `minisign -G -W` computes the checksum only when it encrypts, so its unencrypted keys carry
-  // 32 zero bytes; `minisign -C -W` and modelhub write the real one. A non-zero checksum must
-  // match.
-  if (!isAllZero(checksum) && !equalBytes(checksum, secretKeyChecksum(keyId, secretKey))) {
-    return malformed('secret key: checksum mismatch, the key is corrupted');
-  }
-  // Whatever the checksum, the public half must be the one the seed derives.
-  const seed = secretKey.subarray(0, 32);
-  const publicKey = secretKey.slice(32);
-  if (!equalBytes(sodium.crypto_sign_seed_keypair(seed).publicKey, publicKey)) {
-    return malformed('secret key: the public half does not match the seed, the key is corrupted');
-  }
-  return { ok: true, value: { keyId, secretKey, publicKey } };
-}
-
-/**
- * The unencrypted form `minisign -G -W` writes (kdf_alg, salt and limits zero), readable by
- * `minisign -S -s FILE` without a password. Unlike `minisign -G -W` it fills in the checksum
- * (as `minisign -C -W` does), so corruption is detected.
- */
-export function formatSecretKey(sk: SecretKey): string {
-  checkLength('secret key id', sk.keyId, KEY_ID_BYTES);
-  checkLength('secret key', sk.secretKey, SECRET_KEY_BYTES);
-  checkLength('secret key public half', sk.publicKey, PUBLIC_KEY_BYTES);
-  if (!equalBytes(sk.secretKey.subarray(32), sk.publicKey)) {
-    throw new ModelhubError('INVALID_REQUEST', 'secret key: publicKey is not the public half of secretKey');
-  }
-  const struct = concat(
-    utf8Bytes(SIGALG),
-    new Uint8Array(2), // kdf_alg: none
-    utf8Bytes(CHKALG),
-    new Uint8Array(KDF_SALT_BYTES + 8 + 8), // kdf_salt, kdf_opslimit_le, kdf_memlimit_le
-    sk.keyId,
-    sk.secretKey,
-    secretKeyChecksum(sk.keyId, sk.secretKey),
-  );
-  return `${UNTRUSTED_COMMENT_PREFIX}${SECRET_KEY_COMMENT}\n${encodeBase64(struct)}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------

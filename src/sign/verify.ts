@@ -6,8 +6,8 @@
 // /work/shared/NOTES.md "Signatures" that it implements.
 
 import { ModelhubError } from '../errors.js';
+import { blake2b512, ed25519Verify } from './ed25519.js';
 import { decodeSignature, equalBytes, globalSignatureMessage, keyIdHex, type PublicKey } from './minisign-format.js';
-import { sodium } from './sodium.js';
 
 export type VerifyFailure = 'malformed' | 'unknown_key' | 'bad_signature' | 'bad_global_signature' | 'unsupported_algorithm';
 
@@ -39,7 +39,7 @@ export function verifySignature(input: VerifyInput): VerifyResult {
   try {
     return verifyUnchecked(input);
   } catch (err) {
-    // Fail-closed: an exception anywhere (e.g. libsodium refusing an input) is a rejection.
+    // Fail-closed: an exception anywhere (e.g. node:crypto refusing an input) is a rejection.
     const detail = err instanceof Error ? err.message : String(err);
     return fail('malformed', `signature verification could not be completed: ${detail}`);
   }
@@ -79,7 +79,7 @@ function verifyUnchecked(input: VerifyInput): VerifyResult {
   const message = input.message;
   if (sig.algorithm === 'ED') {
     if (isBytes(message)) {
-      signed = sodium.crypto_generichash(BLAKE2B_512_BYTES, message, null);
+      signed = blake2b512(message);
     } else if (isBytes(message.blake2b512) && message.blake2b512.length === BLAKE2B_512_BYTES) {
       signed = message.blake2b512;
     } else {
@@ -102,14 +102,15 @@ function verifyUnchecked(input: VerifyInput): VerifyResult {
   // → "Comment signature verification failed"; NOTES: "global signature = Ed25519 over (the
   // 64-byte signature ‖ the trusted comment text)"): the trusted comment is authentic only if
   // the global signature holds.
+  // Both use node:crypto (ed25519.ts), not libsodium, so that verifying loads no WebAssembly.
   let firstFailure: VerifyResult | undefined;
   for (const key of candidates) {
-    if (!sodium.crypto_sign_verify_detached(sig.signature, signed, key.key)) {
+    if (!ed25519Verify(sig.signature, signed, key.key)) {
       firstFailure ??= fail('bad_signature', `signature by key ${keyId} does not match the message`, keyId);
       continue;
     }
     const globalMessage = globalSignatureMessage(sig.signature, sig.trustedComment);
-    if (!sodium.crypto_sign_verify_detached(sig.globalSignature, globalMessage, key.key)) {
+    if (!ed25519Verify(sig.globalSignature, globalMessage, key.key)) {
       firstFailure ??= fail(
         'bad_global_signature',
         `the global signature by key ${keyId} does not match the trusted comment (the comment was altered)`,

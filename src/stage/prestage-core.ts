@@ -38,6 +38,7 @@ export class PrestageExtractor {
   private wake: (() => void) | undefined;
   private readonly done: Promise<boolean>;
   private readonly part: string;
+  private copyBuf: Buffer | null = null;
 
   constructor(
     private readonly o: { dest: string; manifest: ServiceManifest; stagingDir: string; signal?: AbortSignal },
@@ -117,9 +118,9 @@ export class PrestageExtractor {
     }
   }
 
-  private async read(src: FileHandle, pos: number, len: number): Promise<Buffer> {
+  private async read(src: FileHandle, pos: number, len: number, into?: Buffer): Promise<Buffer> {
     await this.need(pos + len);
-    const buf = Buffer.allocUnsafe(len);
+    const buf = into === undefined ? Buffer.allocUnsafe(len) : into.subarray(0, len);
     let got = 0;
     while (got < len) {
       const { bytesRead } = await src.read(buf, got, len - got, pos + got);
@@ -220,13 +221,16 @@ export class PrestageExtractor {
   private async copyStored(src: FileHandle, start: number, size: number, target: string, sha256: string, mode: number): Promise<void> {
     const fh = await open(target, 'wx', mode);
     const hash = createHash('sha256');
+    // One buffer for the whole copy: a fresh MiB per read is garbage the worker's small heap
+    // frees only at its next GC, and until then it counts against the installer's RSS.
+    this.copyBuf ??= Buffer.allocUnsafe(CHUNK);
     try {
       await fh.chmod(mode); // the umask must not change what the manifest says
       let done = 0;
       let synced = 0;
       while (done < size) {
         const len = Math.min(CHUNK, size - done);
-        const buf = await this.read(src, start + done, len);
+        const buf = await this.read(src, start + done, len, this.copyBuf);
         hash.update(buf);
         await fh.write(buf, 0, len, done);
         done += len;

@@ -7,7 +7,7 @@ import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { writeFileAtomic } from '../fs/durable.js';
 import path from 'node:path';
 import { ModelhubError } from '../errors.js';
-import { readPublicKeyFile } from '../sign/keygen.js';
+import { readPublicKeyFile } from '../sign/public-key-file.js';
 import { z } from 'zod';
 import type { SignedDocument } from '../metadata/formats.js';
 import { applyKeyStatements, type KeyChanges } from '../metadata/verify.js';

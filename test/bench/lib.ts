@@ -353,10 +353,15 @@ export function parseJsonLines(text: string): Record<string, unknown>[] {
 
 /** `modelhub ARGS --home HOME --hub HUB --json`, optionally wrapped (e.g. in /usr/bin/time). */
 export async function cli(args: string[], home: string, hub: string, opts: RunOptions & { wrap?: string[] } = {}): Promise<CliRun> {
-  const full = [CLI, ...args, '--home', home, '--hub', hub, '--json'];
+  // The bin itself, as a user's `modelhub` runs: its #! line carries the flags it runs with. (The
+  // node it finds first on PATH is this one.) Windows has no #!: there, node runs the file.
+  const asBin = process.platform !== 'win32';
+  const full = [...(asBin ? [] : [CLI]), ...args, '--home', home, '--hub', hub, '--json'];
   const wrap = opts.wrap ?? [];
-  const [cmd, ...pre] = wrap.length > 0 ? [...wrap, process.execPath] : [process.execPath];
-  const r = await runTimed(cmd ?? process.execPath, [...pre, ...full], { timeoutMs: 600_000, ...opts });
+  const first = asBin ? CLI : process.execPath;
+  const [cmd, ...pre] = [...wrap, first];
+  const env = { PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}`, ...opts.env };
+  const r = await runTimed(cmd ?? first, [...pre, ...full], { timeoutMs: 600_000, ...opts, env });
   const lines = parseJsonLines(r.stdout);
   return { ...r, lines, result: lines.find((l) => l.type === 'result') };
 }

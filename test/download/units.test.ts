@@ -168,6 +168,15 @@ describe('Ramp', () => {
     expect(r.decide(500, 4e6, 96e6, 1, 0.9)).toBe(3); // the same rate, waiting on the network
   });
 
+  it('no company while this process is busy moving the bytes: a loopback hub starved of CPU, not the network', () => {
+    const r = new Ramp(o, 0, 0);
+    // Waiting for bytes most of the time, yet this process uses 90 % of a core: no second connection.
+    expect(r.decide(250, 50e6, 350e6, 1, 0.8, 0.9)).toBe(0);
+    expect(r.decide(500, 100e6, 300e6, 1, 0.8, 0.5)).toBe(0);
+    // The same waiting at 2 % of a core (a capped connection): company.
+    expect(r.decide(750, 102e6, 298e6, 1, 0.8, 0.02)).toBe(3);
+  });
+
   it('waits for added connections to get bytes before judging them', () => {
     const r = new Ramp(o, 0, 0);
     expect(r.decide(250, 1e6, 99e6, 1, 1)).toBe(3);
