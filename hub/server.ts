@@ -15,6 +15,7 @@ import type { CatalogStore } from './catalog/store.js';
 import { StorageLayout, sweepIncoming } from './storage-layout.js';
 import { migrateModelLayout } from './storage-migrate.js';
 import { FileBody, writeFileBody } from './file-body.js';
+import { lingerOnClose } from './lingering-close.js';
 import { envelope, errorResponse, type HubResponse } from './response.js';
 import * as catalogApi from './catalog-api.js';
 import * as storageApi from './storage-api.js';
@@ -190,7 +191,10 @@ async function startOn(options: HubOptions, layout: StorageLayout, catalog: Cata
   app.setErrorHandler((err: unknown, req, reply) => {
     // Refused before the body was read to its end (a publish whose signature failed, a package
     // past its signed size): answer, then close, rather than read the rest of it.
-    if (!req.raw.complete) void reply.header('Connection', 'close');
+    if (!req.raw.complete) {
+      void reply.header('Connection', 'close');
+      lingerOnClose(req.raw.socket);
+    }
     if (err instanceof ModelhubError) return write(reply, errorResponse(err));
     const e = err as { statusCode?: number; code?: string; message?: string };
     if (isErrorCode(e.code)) return write(reply, errorResponse(new ModelhubError(e.code, e.message ?? e.code)));

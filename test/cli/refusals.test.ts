@@ -3,26 +3,23 @@
 // too much, start/stop in the wrong state, unknown targets, bad trust-store input. Each refusal
 // has a control beside it (the same thing done right succeeds), so the test fails if the refusal
 // is removed.
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, statfs, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Hub } from '../../hub/server.js';
 import { publishDir } from '../../src/admin/publish-client.js';
 import { runCli, spawnCli, waitForLine, type CliResult } from '../helpers/cli.js';
 import { startHub, TEST_TOKEN } from '../helpers/hub.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { buildModelRelease, buildServiceRelease, makeKey, type TestKey } from '../helpers/releases.js';
 import { gate, startRewritingProxy, type RewritingProxy } from '../helpers/rewriting-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
 import { currentOf } from '../engine/fixture.js';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 
 let work: string;
@@ -80,34 +77,27 @@ afterEach(() => {
 });
 
 describe('INSUFFICIENT_DISK on a small disk (an 8 MiB tmpfs as the node home)', () => {
+  let disk: SmallDisk | undefined;
   let mnt = '';
-  let mounted = false;
-  let mountError = '';
 
   beforeAll(async () => {
-    mnt = await mkdtemp(path.join(os.tmpdir(), 'modelhub-tmpfs-'));
-    try {
-      await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
-      mounted = true;
-    } catch (err) {
-      mountError = (err as Error).message || 'mount failed';
-      return;
-    }
+    disk = await mountSmallDisk('modelhub-tmpfs-', 8);
+    mnt = disk.dir;
+    if (!disk.mounted) return;
     // Releases larger than the whole disk.
     await publishService('disk-svc', '1.0.0', 10 * MiB);
     await publishModel('disk-model', '1.0.0', { 'weights.bin': 10 * MiB, 'config.json': 0 });
   });
 
   afterAll(async () => {
-    if (mounted) await run('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
+    await disk?.release();
   });
 
   /** False (with the reason printed) when this machine does not let the test mount a tmpfs. */
   async function haveSmallDisk(): Promise<boolean> {
-    if (!mounted) {
-      console.warn(`INSUFFICIENT_DISK test not run: mounting a tmpfs was refused (${mountError})`);
-      expect(mountError).not.toBe('');
+    if (disk?.mounted !== true) {
+      console.warn(`INSUFFICIENT_DISK test not run: mounting a tmpfs was refused (${disk?.error ?? '?'})`);
+      expect(disk?.error).not.toBe('');
       expect(existsSync(path.join(mnt, 'anything'))).toBe(false);
       return false;
     }

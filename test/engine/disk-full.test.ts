@@ -4,41 +4,31 @@
 // tmpfs mounted by the test (we are root in CI); skipped, with the reason printed, only where
 // mounting is refused. The 64 MiB margin is lowered with $MODELHUB_DISK_MARGIN so that the
 // up-front check passes on this small disk and the disk fills during the download.
-import { execFile } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceManifest } from '../../src/schemas/manifest.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { currentOf, makeBench, partBytes, type Bench } from './fixture.js';
 
-const run = promisify(execFile);
 const MiB = 1024 * 1024;
 let b: Bench;
+let disk: SmallDisk | undefined;
 let mnt = '';
-let mounted = false;
-let mountError = '';
 
 beforeAll(async () => {
-  mnt = await mkdtemp(path.join(os.tmpdir(), 'modelhub-diskfull-'));
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mnt]);
-    mounted = true;
-  } catch (err) {
-    mountError = (err as Error).message || 'mount failed';
-    return;
-  }
+  disk = await mountSmallDisk('modelhub-diskfull-', 40);
+  mnt = disk.dir;
+  if (!disk.mounted) return;
   b = await makeBench();
   await b.publish({ version: '1.0.0', modelBytes: 64 * 1024 });
   await b.publish({ version: '1.1.0', modelBytes: 12 * MiB });
 }, 120_000);
 
 afterAll(async () => {
-  if (mounted) await run('umount', [mnt]);
-  await rm(mnt, { recursive: true, force: true });
+  await disk?.release();
 });
 
 const ENV = { MODELHUB_DISK_MARGIN: '1M' };
@@ -60,9 +50,9 @@ function fillDisk(file: string): number {
 
 describe('the disk fills up during an update', () => {
   it('fails with INSUFFICIENT_DISK, keeps current, leaves nothing half-written; succeeds once space is freed', async () => {
-    if (!mounted) {
-      console.warn(`disk-full test not run: mounting a tmpfs was refused (${mountError})`);
-      expect(mountError).not.toBe('');
+    if (disk?.mounted !== true) {
+      console.warn(`disk-full test not run: mounting a tmpfs was refused (${disk?.error ?? '?'})`);
+      expect(disk?.error).not.toBe('');
       return;
     }
     const home = path.join(mnt, 'home');

@@ -5,6 +5,7 @@
 // ends on its own, and the storage's .incoming area is watched while it is sent.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Hub } from '../../hub/server.js';
@@ -27,8 +28,9 @@ let pkg: Buffer;
 
 const BOUNDARY = 'modelhub-order-test-boundary';
 const CHUNK = 64 * 1024;
-/** A bound against a hang only: every loop below ends on an event, long before this. */
-const HANG_GUARD_MS = 60_000;
+/** A bound against a hang only: every loop below ends on an event, long before this (and
+ * before the test's own timeout, so that a hang fails with what was seen, not a bare timeout). */
+const HANG_GUARD_MS = 40_000;
 /** More than the manifest and its signature together: anything beyond is package bytes. */
 const FEW_KB = 16 * 1024;
 
@@ -243,6 +245,48 @@ describe('a package longer than its signed size', () => {
     const r = await trickle(hub, 'services/demo-echo/1.0.0/linux-x64', head, longer, (seen) => [...seen.values()].some((s) => s > signedSize));
     expect(r.answer, `no answer; the package grew to ${r.maxPackage} bytes`).toMatchObject({ status: 413, body: { success: false, error: 'SIZE_EXCEEDED' } });
     expect(r.maxPackage).toBeLessThanOrEqual(signedSize);
+    await nothingStored(hub, '1.0.0');
+  });
+});
+
+describe('an early answer reaches a client that is slow to read (lingering close)', () => {
+  it('the 413 arrives even when the client reads nothing until long after it, still sending meanwhile', async () => {
+    const signedSize = pkg.length;
+    const head = Buffer.concat([whole('manifest', 'manifest.json', manifest), whole('signature', 'manifest.json.minisig', signature), partHead('package', 'service.zip')]);
+    const body = Buffer.concat([head, pkg, Buffer.alloc(32 * CHUNK, 0x5a)]);
+    const u = new URL(hub.url);
+    const sock = net.connect(Number(u.port), u.hostname);
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    sock.pause(); // nothing is read until the end: what arrives waits in the kernel
+    const got: Buffer[] = [];
+    let failed: Error | null = null;
+    sock.on('error', (err) => (failed = err));
+    sock.write(
+      `PUT /api/admin/services/demo-echo/1.0.0/linux-x64 HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${TEST_TOKEN}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${BOUNDARY}\r\nContent-Length: ${body.length + 64 * CHUNK}\r\n\r\n`,
+    );
+    // All of it, then more for a while: past the signed size the hub answers and closes; these
+    // sends would meet an RST if it closed at once.
+    for (let off = 0; off < body.length && !sock.destroyed; off += CHUNK) {
+      sock.write(body.subarray(off, off + CHUNK));
+      await pause(2);
+    }
+    const until = Date.now() + 1_000;
+    while (Date.now() < until && !sock.destroyed) {
+      sock.write(Buffer.alloc(CHUNK, 0x5a));
+      await pause(20);
+    }
+    sock.on('data', (c: Buffer) => got.push(c));
+    sock.resume();
+    await new Promise<void>((resolve) => {
+      sock.once('close', () => resolve());
+      setTimeout(resolve, 10_000).unref();
+    });
+    sock.destroy();
+    const text = Buffer.concat(got).toString('utf8');
+    expect(text, `nothing read (${String(failed)})`).toMatch(/^HTTP\/1\.1 413 /);
+    expect(text).toContain('SIZE_EXCEEDED');
+    expect(signedSize).toBeGreaterThan(0);
     await nothingStored(hub, '1.0.0');
   });
 });
