@@ -14,7 +14,7 @@ import type { Hub } from '../../hub/server.js';
 import { publishDir } from '../../src/admin/publish-client.js';
 import { runCli, spawnCli, waitForLine, type CliResult } from '../helpers/cli.js';
 import { startHub, TEST_TOKEN } from '../helpers/hub.js';
-import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
+import { mountRefused, mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { buildModelRelease, buildServiceRelease, makeKey, type TestKey } from '../helpers/releases.js';
 import { gate, startRewritingProxy, type RewritingProxy } from '../helpers/rewriting-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -95,9 +95,7 @@ describe('INSUFFICIENT_DISK on a small disk (an 8 MiB tmpfs as the node home)', 
 
   /** False (with the reason printed) when this machine does not let the test mount a tmpfs. */
   async function haveSmallDisk(): Promise<boolean> {
-    if (disk?.mounted !== true) {
-      console.warn(`INSUFFICIENT_DISK test not run: mounting a tmpfs was refused (${disk?.error ?? '?'})`);
-      expect(disk?.error).not.toBe('');
+    if (mountRefused(disk, 'INSUFFICIENT_DISK test')) {
       expect(existsSync(path.join(mnt, 'anything'))).toBe(false);
       return false;
     }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceManifest } from '../../src/schemas/manifest.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
-import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
+import { mountRefused, mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { currentOf, makeBench, partBytes, type Bench } from './fixture.js';
 
 const MiB = 1024 * 1024;
@@ -50,11 +50,7 @@ function fillDisk(file: string): number {
 
 describe('the disk fills up during an update', () => {
   it('fails with INSUFFICIENT_DISK, keeps current, leaves nothing half-written; succeeds once space is freed', async () => {
-    if (disk?.mounted !== true) {
-      console.warn(`disk-full test not run: mounting a tmpfs was refused (${disk?.error ?? '?'})`);
-      expect(disk?.error).not.toBe('');
-      return;
-    }
+    if (mountRefused(disk, 'disk-full test')) return;
     const home = path.join(mnt, 'home');
     const trusted = await runCli(['trust', 'add', b.key.pub, '--home', home, '--json']);
     expect(trusted.code, trusted.stderr).toBe(0);

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 
 const run = promisify(execFile);
 
@@ -38,4 +39,15 @@ export async function mountSmallDisk(prefix: string, sizeMiB: number): Promise<S
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * True when the disk was not mounted: says so (the test then checks nothing else and returns),
+ * with the reason, which must be there — a refusal never passes silently.
+ */
+export function mountRefused(disk: SmallDisk | undefined, what: string): boolean {
+  if (disk?.mounted === true) return false;
+  console.warn(`${what} not run: mounting a tmpfs was refused (${disk?.error ?? '?'})`);
+  expect(disk?.error).not.toBe('');
+  return true;
 }

@@ -139,6 +139,11 @@ async function trickle(
   return { answer, maxIncoming, maxPackage, sent };
 }
 
+/** The manifest and its signature, as the hub wants them first, then the package part's head. */
+function signedUploadHead(): Buffer {
+  return Buffer.concat([whole('manifest', 'manifest.json', manifest), whole('signature', 'manifest.json.minisig', signature), partHead('package', 'service.zip')]);
+}
+
 async function nothingStored(h: Hub, version: string): Promise<void> {
   // The hub's cleanup of a refused upload finishes right after its answer.
   for (let i = 0; i < 100 && (await incoming(h)).size > 0; i++) await pause(20);
@@ -241,7 +246,7 @@ describe('a package longer than its signed size', () => {
   it('is cut off at the signed size → 413 SIZE_EXCEEDED, nothing kept', async () => {
     const signedSize = pkg.length;
     const longer = Buffer.concat([pkg, Buffer.alloc(16 * CHUNK, 0x5a)]);
-    const head = Buffer.concat([whole('manifest', 'manifest.json', manifest), whole('signature', 'manifest.json.minisig', signature), partHead('package', 'service.zip')]);
+    const head = signedUploadHead();
     const r = await trickle(hub, 'services/demo-echo/1.0.0/linux-x64', head, longer, (seen) => [...seen.values()].some((s) => s > signedSize));
     expect(r.answer, `no answer; the package grew to ${r.maxPackage} bytes`).toMatchObject({ status: 413, body: { success: false, error: 'SIZE_EXCEEDED' } });
     expect(r.maxPackage).toBeLessThanOrEqual(signedSize);
@@ -251,8 +256,7 @@ describe('a package longer than its signed size', () => {
 
 describe('an early answer reaches a client that is slow to read (lingering close)', () => {
   it('the 413 arrives even when the client reads nothing until long after it, still sending meanwhile', async () => {
-    const signedSize = pkg.length;
-    const head = Buffer.concat([whole('manifest', 'manifest.json', manifest), whole('signature', 'manifest.json.minisig', signature), partHead('package', 'service.zip')]);
+    const head = signedUploadHead();
     const body = Buffer.concat([head, pkg, Buffer.alloc(32 * CHUNK, 0x5a)]);
     const u = new URL(hub.url);
     const sock = net.connect(Number(u.port), u.hostname);
@@ -286,7 +290,6 @@ describe('an early answer reaches a client that is slow to read (lingering close
     const text = Buffer.concat(got).toString('utf8');
     expect(text, `nothing read (${String(failed)})`).toMatch(/^HTTP\/1\.1 413 /);
     expect(text).toContain('SIZE_EXCEEDED');
-    expect(signedSize).toBeGreaterThan(0);
     await nothingStored(hub, '1.0.0');
   });
 });
