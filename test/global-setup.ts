@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The sources of what the tests run compiled (the CLI, the hub, the machines, the supervisor). */
 const SOURCE_ROOTS = ['src', 'hub', 'machines'];
-const BUILD_COMMAND = 'npx tsc -p tsconfig.json';
+const BUILD_COMMAND = 'npm run build';
+/** The CLI the tests run: bundled from dist/ by the build (scripts/bundle-cli.mjs). */
+const CLI_BUNDLE = path.join('dist', 'cli', 'modelhub.js');
 
 function tsFiles(dir: string): string[] {
   const out: string[] = [];
@@ -38,6 +40,7 @@ function mtimeMs(file: string): number | null {
 /** Sources whose compiled .js in dist/ is missing or older than the source, as repo-relative paths. */
 export function staleSources(repo: string = REPO): string[] {
   const stale: string[] = [];
+  let newest = 0;
   for (const root of SOURCE_ROOTS) {
     for (const ts of tsFiles(path.join(repo, root))) {
       const rel = path.relative(repo, ts);
@@ -45,8 +48,12 @@ export function staleSources(repo: string = REPO): string[] {
       const built = mtimeMs(js);
       const source = mtimeMs(ts);
       if (built === null || (source !== null && built < source)) stale.push(rel);
+      else newest = Math.max(newest, built);
     }
   }
+  // The bundle is made from dist/: older than any of it, it is the CLI as it was before.
+  const bundle = mtimeMs(path.join(repo, CLI_BUNDLE));
+  if (bundle === null || bundle < newest) stale.push(CLI_BUNDLE);
   return stale.sort();
 }
 

@@ -45,11 +45,16 @@ export interface Migration {
 
 /**
  * Where the SQL files are: beside this module when it runs from the sources (hub/catalog/), and
- * from dist/hub/catalog/ the same folder of the package (in the package's `files`).
+ * from dist/hub/catalog/ or the CLI's bundle (dist/cli/) the same folder of the package (in the
+ * package's `files`).
  */
 export function migrationsDir(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [path.join(here, 'migrations', 'pg'), path.resolve(here, '..', '..', '..', 'hub', 'catalog', 'migrations', 'pg')];
+  const candidates = [
+    path.join(here, 'migrations', 'pg'),
+    path.resolve(here, '..', '..', '..', 'hub', 'catalog', 'migrations', 'pg'),
+    path.resolve(here, '..', '..', 'hub', 'catalog', 'migrations', 'pg'),
+  ];
   const found = candidates.find((dir) => existsSync(dir));
   if (found === undefined) throw new Error(`the PostgreSQL migrations are missing (looked in ${candidates.join(' and ')})`);
   return found;

@@ -1,7 +1,8 @@
 // Reads one response body into its piece of the part: chunks are size-checked on arrival,
 // paid for at the bandwidth limit, coalesced into ~1 MiB buffers, each written once (the write
-// overlaps the next buffer's fill). The piece may shrink while it is read (another connection
-// took its upper half): the body is then cut where the piece now ends.
+// overlaps the next buffer's fill); a chunk of 64 KiB or more (bulk-get.ts reads up to 1 MiB)
+// is written as it is. The piece may shrink while it is read (another connection took its
+// upper half): the body is then cut where the piece now ends.
 import { abortableReader, type StallTimer } from './abort.js';
 import { diskError, errMessage, networkError, RetryableAttempt, sizeExceeded } from './errors.js';
 import type { Piece } from './segments.js';
@@ -14,6 +15,8 @@ export interface ResponseSpan {
 }
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+/** A chunk this big is written on its own instead of copied into the write buffer. */
+const DIRECT_WRITE_BYTES = 64 * 1024;
 /** Longest time received bytes wait in memory before they are written to the part. */
 const FLUSH_MS = 250;
 
@@ -70,6 +73,24 @@ export async function streamBody(
     fill = 0;
   };
 
+  const writeDirect = async (chunk: Uint8Array): Promise<void> => {
+    const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length); // a view, not a copy
+    await waitPending();
+    t.guard();
+    const pos = bufPos;
+    bufPos += data.length;
+    lastFlush = Date.now();
+    try {
+      await t.part.write(data, pos);
+    } catch (err) {
+      writeFailed = true;
+      throw diskError(cfg.part, err);
+    }
+    stall.refresh(); // time spent waiting on our own disk is not a stall
+    piece.pos = pos + data.length;
+    t.written();
+  };
+
   const it = body[Symbol.asyncIterator]();
   const reader = abortableReader(it, signal);
   let ended = false;
@@ -110,6 +131,12 @@ export async function streamBody(
       let data = chunk.subarray(0, Math.max(0, Math.min(chunk.length, piece.end - piece.recv)));
       piece.recv += data.length;
       t.received += data.length;
+      if (fill === 0 && data.length >= DIRECT_WRITE_BYTES) {
+        // Big enough to be written as it came, without the copy; written before the next chunk
+        // is asked for, since the chunk may be lent (bulk-get.ts).
+        await writeDirect(data);
+        data = data.subarray(data.length);
+      }
       while (data.length > 0) {
         const n = Math.min(data.length, buf.length - fill);
         buf.set(n === data.length ? data : data.subarray(0, n), fill);

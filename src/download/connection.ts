@@ -119,7 +119,8 @@ async function attempt(t: Transfer, w: Worker, p: Piece): Promise<boolean> {
 
     let res: FetchResponseLike;
     try {
-      res = await abortable(cfg.fetch(cfg.url, { method: 'GET', headers, signal: ac.signal }), ac.signal);
+      // bulk: streamBody is done with each chunk (copied, or written and awaited) before it reads the next.
+      res = await abortable(cfg.fetch(cfg.url, { method: 'GET', headers, signal: ac.signal, bulk: true }), ac.signal);
     } catch (err) {
       if (ac.signal.aborted) throw ac.signal.reason;
       if (isOutage(err)) throw new OutageError(cfg.url, err);

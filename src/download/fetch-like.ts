@@ -3,6 +3,7 @@
 // that is async-iterable in Node 20 (a Node Readable or a web ReadableStream).
 import type { Readable } from 'node:stream';
 import nodeFetch from 'node-fetch';
+import { bulkGet } from './bulk-get.js';
 import { flowingBody } from './flowing-body.js';
 
 export interface FetchResponseLike {
@@ -13,14 +14,30 @@ export interface FetchResponseLike {
 
 export type FetchLike = (
   url: string,
-  init: { method?: string; headers: Record<string, string>; signal: AbortSignal },
+  init: {
+    method?: string;
+    headers: Record<string, string>;
+    signal: AbortSignal;
+    /**
+     * The caller reads the body chunk by chunk and is done with each chunk before it asks for
+     * the next, so the fetch may lend it views of buffers it reuses (bulk-get.ts). A fetch that
+     * does not know this ignores it.
+     */
+    bulk?: boolean;
+  },
 ) => Promise<FetchResponseLike>;
 
 /**
  * node-fetch, set up for file downloads: no transparent decompression (we hash and size-check
- * the bytes exactly as served) and redirects followed.
+ * the bytes exactly as served) and redirects followed. A bulk GET over plain http goes through
+ * bulk-get.ts instead, which reads the same bytes at about twice the speed.
  */
 export function defaultFetch(): FetchLike {
+  const viaNodeFetch = nodeFetchLike();
+  return (url, init) => (init.bulk === true && (init.method ?? 'GET') === 'GET' && /^http:/i.test(url) ? bulkGet(url, init, viaNodeFetch) : viaNodeFetch(url, init));
+}
+
+function nodeFetchLike(): FetchLike {
   return async (url, init) => {
     const res = await nodeFetch(url, {
       method: init.method ?? 'GET',

@@ -84,17 +84,21 @@ export class PartFile {
 
   /** Writes `data` at `pos`. The caller does not reuse `data` until this resolves. */
   async write(data: Buffer, pos: number): Promise<void> {
-    if (pos === this.frontier && this.catching === null) {
-      this.hash.update(data); // hashes while the write runs on the thread pool
-      this.frontier += data.length;
-    }
+    const inOrder = pos === this.frontier && this.catching === null;
+    if (inOrder) this.frontier += data.length;
+    const writing = this.writeAll(data, pos);
+    if (inOrder) this.hash.update(data); // hashed while the write runs on the thread pool
+    await writing;
+    this.added(pos, pos + data.length);
+  }
+
+  private async writeAll(data: Buffer, pos: number): Promise<void> {
     let off = 0;
     while (off < data.length) {
       const { bytesWritten } = await this.fh.write(data, off, data.length - off, pos + off);
       if (bytesWritten <= 0) throw new Error('write returned 0 bytes');
       off += bytesWritten;
     }
-    this.added(pos, pos + data.length);
   }
 
   /** Waits until every written byte the frontier can reach is hashed. */

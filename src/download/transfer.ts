@@ -139,13 +139,15 @@ export class Transfer {
   }
 
   /**
-   * A download in segments is cut into two pieces per connection it may have: connections that
-   * started early take more of them, so that all finish at about the same time.
+   * A download in segments is cut into one piece per connection it may have: connections that
+   * started early take more of them, and work stealing splits the slow ones, so that all finish
+   * at about the same time. (Two per connection cost a request per piece, ~10 ms each, on a
+   * connection that has the whole file to itself: 16 of them in a 400 MiB install.)
    */
   private cut(): void {
     if (!this.segmented) return;
     const left = this.cfg.expectedSize - this.plan.written();
-    this.plan.cut(Math.max(MIN_PIECE_BYTES, Math.ceil(left / (2 * this.cfg.maxConnections) / ALIGN) * ALIGN));
+    this.plan.cut(Math.max(MIN_PIECE_BYTES, Math.ceil(left / this.cfg.maxConnections / ALIGN) * ALIGN));
   }
 
   /** The first fatal error wins; every connection stops. */

@@ -137,6 +137,25 @@ export function openDb(file: string): Db {
   return db;
 }
 
+/**
+ * A second connection to an open engine.db for what may be lost in a power cut but must not
+ * cost an fsync: synchronous = NORMAL, whose commits in WAL mode are not synced (the event
+ * log's connection stays FULL, and its next commit syncs these too). Never a corrupt database,
+ * at worst the last few of these writes gone. The same connection for an in-memory db.
+ */
+export function openUnsyncedConnection(db: Db): Db {
+  if (db.memory) return db;
+  const fast = new Database(db.name, { fileMustExist: true });
+  try {
+    fast.pragma('busy_timeout = 10000');
+    fast.pragma('synchronous = NORMAL');
+    return fast;
+  } catch (err) {
+    fast.close();
+    throw err;
+  }
+}
+
 /** For read-only commands: never creates or migrates anything; null when there is no db. */
 export function openDbReadOnly(file: string): Db | null {
   if (!existsSync(file)) return null;

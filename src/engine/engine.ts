@@ -22,6 +22,7 @@ import { platformNameOf } from '../platform/name.js';
 import type { Platform } from '../schemas/common.js';
 import { TrustStore } from '../trust/store.js';
 import type { Db } from './db.js';
+import { openUnsyncedConnection } from './db.js';
 import { openCheckedDb } from './db-open.js';
 import { planRebuild, recordsNotice, type RecordsNotice } from './records.js';
 import { repairPointers, type PointerRepair } from './pointers.js';
@@ -185,6 +186,8 @@ export class Engine {
   readonly home: Home;
   /** @internal engine.db is not part of the public API. */
   readonly db: Db;
+  /** engine.db again, for the writes that need no fsync (progress rows). */
+  private readonly progressDb: Db;
   readonly jobs: JobsStore;
   readonly registry: Registry;
   readonly runtime: RuntimeRegistry;
@@ -213,11 +216,16 @@ export class Engine {
     // and the registry rebuilt from the version folders by a rebuild job (SPEC §13).
     const opened = openCheckedDb(this.home.db, (options.now ?? Date.now)());
     this.db = opened.db;
-    this.jobs = new JobsStore(this.db, () => {
-      const freed = releaseReserve(this.home.root);
-      if (freed) this.ctx.warn(`the disk of ${this.home.root} is full: the engine's ${RESERVE_BYTES}-byte reserve was given up to record the job's state`);
-      return freed;
-    });
+    this.progressDb = openUnsyncedConnection(this.db);
+    this.jobs = new JobsStore(
+      this.db,
+      () => {
+        const freed = releaseReserve(this.home.root);
+        if (freed) this.ctx.warn(`the disk of ${this.home.root} is full: the engine's ${RESERVE_BYTES}-byte reserve was given up to record the job's state`);
+        return freed;
+      },
+      this.progressDb,
+    );
     this.registry = new Registry(this.db);
     this.leases = new Leases(this.db, this.owner);
     const adapter = options.adapter ?? platformAdapter;
@@ -278,6 +286,7 @@ export class Engine {
   }
 
   close(): void {
+    if (this.progressDb !== this.db) this.progressDb.close();
     this.db.close();
   }
 

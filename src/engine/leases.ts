@@ -59,6 +59,7 @@ export function leaseIsLive(
 export class Leases {
   readonly host = hostId();
   private readonly pidStart = processStartTime(process.pid);
+  private holdsQuery: ReturnType<Db['prepare']> | undefined;
 
   /** @internal engine.db is not part of the public API. */
   constructor(
@@ -77,7 +78,9 @@ export class Leases {
 
   /** Whether this owner still holds the subject's lease for the job. */
   holds(subject: string, jobId: string): boolean {
-    const row = this.db.prepare('SELECT owner, job_id FROM leases WHERE subject = ?').get(subject) as { owner: string; job_id: string } | undefined;
+    // Asked before every write of a download (each MiB): prepared once.
+    this.holdsQuery ??= this.db.prepare('SELECT owner, job_id FROM leases WHERE subject = ?');
+    const row = this.holdsQuery.get(subject) as { owner: string; job_id: string } | undefined;
     return row !== undefined && row.owner === this.owner && row.job_id === jobId;
   }
 

@@ -22,6 +22,9 @@ import type { FromWorker, ToWorker } from './prestage-worker.js';
 
 export { prestageMarker };
 
+const NOTIFY_BYTES = 1024 * 1024;
+const NOTIFY_MS = 20;
+
 /** The compiled worker: beside this file in dist/, or in dist/ when running from sources (tests). */
 function workerScript(): string | null {
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,8 +40,16 @@ export class Prestager {
    * right each file it extracted looked).
    */
   private abandoned = false;
+  private finished = false;
+  /** The most the downloader said is on disk, and the most the worker was told. */
+  private flushed = 0;
+  private told = 0;
+  private trailing: NodeJS.Timeout | null = null;
+  /** The archive's signed size: its last bytes are told at once. */
+  private readonly size: number;
 
   constructor(o: { dest: string; manifest: ServiceManifest; stagingDir: string; signal?: AbortSignal }) {
+    this.size = o.manifest.archive.size;
     const script = workerScript();
     if (script === null) {
       this.worker = null;
@@ -63,13 +74,29 @@ export class Prestager {
     this.worker?.postMessage(m);
   }
 
-  /** From the downloader: the first `n` bytes are on disk. */
+  /**
+   * From the downloader: the first `n` bytes are on disk. Passed on at once when they are a
+   * read's worth ahead of what the worker was told (it reads 1 MiB at a time) or the whole
+   * archive, else within NOTIFY_MS: the downloader writes every socket read of 64 KiB or more
+   * as it comes, and a message per write cost the main thread more than the worker gained.
+   */
   flushedTo(n: number): void {
-    this.send({ type: 'flushed', n });
+    this.flushed = Math.max(this.flushed, n);
+    if (this.flushed - this.told >= NOTIFY_BYTES || this.flushed === this.size) this.tell();
+    else this.trailing ??= setTimeout(() => this.tell(), NOTIFY_MS);
+  }
+
+  private tell(): void {
+    if (this.trailing !== null) clearTimeout(this.trailing);
+    this.trailing = null;
+    if (this.abandoned || this.finished || this.flushed <= this.told) return;
+    this.told = this.flushed;
+    this.send({ type: 'flushed', n: this.told });
   }
 
   abandon(reason: string): void {
     this.abandoned = true;
+    if (this.trailing !== null) clearTimeout(this.trailing);
     this.send({ type: 'abandon', reason });
   }
 
@@ -79,6 +106,8 @@ export class Prestager {
    * which empties it first.
    */
   async finish(size: number): Promise<boolean> {
+    this.finished = true;
+    if (this.trailing !== null) clearTimeout(this.trailing);
     this.send({ type: 'finish', size });
     const ok = await this.done;
     return ok && !this.abandoned;

@@ -195,7 +195,7 @@ export async function benchInstall(o: BenchOptions, fx: Fixtures): Promise<Bench
   const small = await fx.sizedPackage(o.smallMb);
   const rss = await rssMethod();
   log(`  peak RSS: ${describe(rss)}`);
-  log(`  install:  dist/src/cli/main.js install ${big.id}@${big.version} --no-start --home <fresh> --hub ${hub.url} --json`);
+  log(`  install:  dist/cli/modelhub.js install ${big.id}@${big.version} --no-start --home <fresh> --hub ${hub.url} --json`);
   log('  pipeline: sh -c \'curl -sf -o pkg.zip URL && openssl dgst -sha256 pkg.zip && unzip -q pkg.zip -d out\'');
   log('  (homes and outputs are removed and `sync` run between runs, outside the clock)');
 

@@ -18,7 +18,7 @@ import { signFile } from '../../src/sign/sign.js';
 
 // dist/test/bench/lib.js → the repository root is three levels up.
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const CLI = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
+export const CLI = path.join(REPO, 'dist', 'cli', 'modelhub.js'); // the bin, as shipped (scripts/bundle-cli.mjs)
 export const MB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
+export const CLI = path.join(REPO, 'dist', 'cli', 'modelhub.js'); // the bin, as shipped (scripts/bundle-cli.mjs)
 
 export interface CliResult {
   code: number;

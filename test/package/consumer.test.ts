@@ -69,6 +69,17 @@ describe('the packed package', () => {
     expect(files).toContain('dist/src/stage/prestage-worker.js');
   });
 
+  it('runs its bin (the bundled CLI) with nothing beside it but its dependencies', async () => {
+    const pkgDir = path.join(consumer, 'node_modules', 'modelhub');
+    const pkg = (await import(path.join(pkgDir, 'package.json'), { with: { type: 'json' } })) as { default: { version: string; bin: { modelhub: string } } };
+    const bin = path.join(pkgDir, pkg.default.bin.modelhub);
+    expect((await run(bin, ['--version'], { cwd: consumer })).stdout.trim()).toBe(pkg.default.version);
+    // A node command: the engine's chunks, and better-sqlite3 from the app's node_modules.
+    const home = await tempDir('modelhub-pack-home-');
+    const status = await run(bin, ['status', '--home', home, '--json'], { cwd: consumer });
+    expect(JSON.parse(status.stdout.trim().split('\n').pop() ?? '')).toMatchObject({ ok: true });
+  });
+
   it('compiles a strict nodenext consumer against modelhub, electron/main, electron/preload, client and hub', async () => {
     const r = await tsc(consumer);
     expect(r.out).toBe('');
