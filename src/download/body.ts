@@ -52,12 +52,11 @@ export async function streamBody(
     }
   };
   let lastFlush = Date.now();
-  const flush = async (): Promise<void> => {
+  /** Writes `data` at bufPos once the write before it is done; its end is awaited by waitPending. */
+  const startWrite = async (data: Buffer): Promise<void> => {
     lastFlush = Date.now();
-    if (fill === 0) return;
     await waitPending();
     t.guard();
-    const data = buf.subarray(0, fill);
     const pos = bufPos;
     pending = t.part.write(data, pos).then(
       () => {
@@ -67,28 +66,23 @@ export async function streamBody(
       },
       (err: unknown) => err,
     );
-    bufPos += fill;
+    bufPos += data.length;
+  };
+  const flush = async (): Promise<void> => {
+    if (fill === 0) {
+      lastFlush = Date.now();
+      return;
+    }
+    await startWrite(buf.subarray(0, fill));
     which ^= 1;
     buf = buffers[which] ?? buf;
     fill = 0;
   };
 
+  /** A chunk written as it came (a view, not a copy), and done before the next is asked for: it may be lent. */
   const writeDirect = async (chunk: Uint8Array): Promise<void> => {
-    const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length); // a view, not a copy
+    await startWrite(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
     await waitPending();
-    t.guard();
-    const pos = bufPos;
-    bufPos += data.length;
-    lastFlush = Date.now();
-    try {
-      await t.part.write(data, pos);
-    } catch (err) {
-      writeFailed = true;
-      throw diskError(cfg.part, err);
-    }
-    stall.refresh(); // time spent waiting on our own disk is not a stall
-    piece.pos = pos + data.length;
-    t.written();
   };
 
   const it = body[Symbol.asyncIterator]();

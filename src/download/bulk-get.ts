@@ -12,7 +12,7 @@
 import net from 'node:net';
 import { ChunkedBody } from './chunked-body.js';
 import type { FetchLike, FetchResponseLike } from './fetch-like.js';
-import { bodyFraming, MalformedResponse, parseResponseHead, type ResponseHead } from './response-head.js';
+import { bodyFraming, isFieldName, isFieldValue, MalformedResponse, parseResponseHead, type ResponseHead } from './response-head.js';
 
 const READ_BUFFER_BYTES = 1024 * 1024;
 /** One the reader holds, one queued, one the socket reads into next. */
@@ -22,9 +22,6 @@ const MAX_REDIRECTS = 20; // node-fetch's limit
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Not sent to another origin after a redirect (as node-fetch and browsers do). */
 const CREDENTIALS = ['authorization', 'cookie', 'cookie2', 'www-authenticate'];
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// RFC 9110 §5.5 field-value, as Node's own client checks it: no CR, LF or NUL (no line added).
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 type Init = Parameters<FetchLike>[1];
 
@@ -42,7 +39,7 @@ function requestHead(url: URL, headers: Record<string, string>): string {
     ['Accept', '*/*'],
   ]);
   for (const [name, value] of Object.entries(headers)) {
-    if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value)) throw new TypeError(`invalid request header ${JSON.stringify(name)}`);
+    if (!isFieldName(name) || !isFieldValue(value)) throw new TypeError(`invalid request header ${JSON.stringify(name)}`);
     const lower = name.toLowerCase();
     if (lower === 'host' || lower === 'connection') continue;
     for (const k of fields.keys()) if (k.toLowerCase() === lower) fields.delete(k);

@@ -20,9 +20,20 @@ export class MalformedResponse extends Error {
 }
 
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: [^\r\n]*)?$/;
-// RFC 9110 §5.1 field-name = token; §5.5 field-value: visible characters, spaces and tabs.
-const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*$/;
+// RFC 9110 §5.1 field-name = token; §5.5 field-value: visible characters (obs-text too), spaces
+// and tabs, never CR, LF or NUL. The same rules for the requests we write (bulk-get.ts).
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const FIELD_NAME = new RegExp(`^${TOKEN}$`);
+const FIELD_LINE = new RegExp(`^(${TOKEN}):[ \\t]*([^\\r\\n]*?)[ \\t]*$`);
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+export function isFieldName(s: string): boolean {
+  return FIELD_NAME.test(s);
+}
+
+export function isFieldValue(s: string): boolean {
+  return FIELD_VALUE.test(s);
+}
 
 /** The head's text, from the status line to the last field line (without the blank line). */
 export function parseResponseHead(text: string): ResponseHead {
